@@ -1,0 +1,209 @@
+using System.Runtime.CompilerServices;
+using TaskFlow.Engines.Compilation;
+using TaskFlow.Engines.Scheduling;
+using TaskFlow.Failures;
+using TaskFlow.Flows;
+using TaskFlow.Notifications;
+using TaskFlow.States;
+using TaskFlow.Storage;
+
+namespace TaskFlow.Engines;
+
+/// <summary>
+/// Runs a flow: executes atoms in dependency order, reverts what was done when something fails (or retries under a
+/// retry controller), and publishes every state change. Create one with <see cref="CreateSerial"/> or
+/// <see cref="CreateParallel"/>; run it with <see cref="RunAsync"/>.
+/// </summary>
+public sealed class FlowEngine
+{
+    private readonly EngineOptions _options;
+    private CompiledFlow? _compiled;
+    private FlowStorage? _storage;
+    private FlowState _flowState = FlowState.Pending;
+    private int _running;
+    private volatile bool _suspendRequested;
+    private readonly Lock _stateGate = new();
+
+    private FlowEngine(Flow flow, EngineOptions? options, bool parallel)
+    {
+        ArgumentNullException.ThrowIfNull(flow);
+        Flow = flow;
+        _options = options ?? new EngineOptions();
+        IsParallel = parallel;
+        if (parallel && _options.MaxDegreeOfParallelism == 0)
+            throw new ArgumentOutOfRangeException(nameof(options), "MaxDegreeOfParallelism must be positive, or -1 for unbounded.");
+    }
+
+    /// <summary>An engine that runs one atom at a time on the caller's context.</summary>
+    public static FlowEngine CreateSerial(Flow flow, EngineOptions? options = null) => new(flow, options, parallel: false);
+
+    /// <summary>An engine that runs independent atoms concurrently, up to <see cref="EngineOptions.MaxDegreeOfParallelism"/>.</summary>
+    public static FlowEngine CreateParallel(Flow flow, EngineOptions? options = null) => new(flow, options, parallel: true);
+
+    /// <summary>The flow this engine runs.</summary>
+    public Flow Flow { get; }
+
+    /// <summary>Whether this is the parallel engine.</summary>
+    public bool IsParallel { get; }
+
+    /// <summary>The options.</summary>
+    public EngineOptions Options => _options;
+
+    /// <summary>Where state changes, progress and flow events are published.</summary>
+    public NotificationHub Notifications { get; } = new();
+
+    /// <summary>The flow's current state.</summary>
+    public FlowState State => _flowState;
+
+    /// <summary>The run's storage (atom states, results, the store). Available after <see cref="Prepare"/>.</summary>
+    public FlowStorage Storage => _storage ?? throw new InvalidOperationException($"Engine for flow '{Flow.Name}' is not prepared yet; call Prepare() or run it first.");
+
+    internal CompiledFlow Compiled => _compiled ?? throw new InvalidOperationException("Not compiled.");
+
+    /// <summary>Compiles the flow into its execution graph (once); definition errors surface here.</summary>
+    public void Compile() => _compiled ??= FlowCompiler.Compile(Flow);
+
+    /// <summary>Compiles and creates the run's storage (once). A REVERTED run is reset so it can run again.</summary>
+    public void Prepare()
+    {
+        Compile();
+        _storage ??= new FlowStorage(_compiled!, _options.Store);
+        if (_flowState == FlowState.Reverted) Reset();
+    }
+
+    /// <summary>Checks that every atom's required inputs are available; throws <see cref="MissingDependenciesException"/> listing all that are not.</summary>
+    public void Validate()
+    {
+        Prepare();
+        var s = _storage!;
+        var c = _compiled!;
+        var missing = new List<MissingRequirement>();
+        foreach (var node in c.AtomNodes)
+        {
+            var atom = c.Atoms[node]!;
+            var exec = atom.ExecuteBindings;
+            for (int i = 0; i < exec.Count; i++)
+                if (!s.IsSatisfiable(node, i, exec[i], revert: false))
+                    missing.Add(new MissingRequirement(atom.Name, exec[i].Parameter, exec[i].Symbol, "execute"));
+            var rev = atom.RevertBindings;
+            for (int i = 0; i < rev.Count; i++)
+                if (!s.IsSatisfiable(node, i, rev[i], revert: true) && !missing.Exists(m => m.AtomName == atom.Name && m.SymbolName == rev[i].Symbol))
+                    missing.Add(new MissingRequirement(atom.Name, rev[i].Parameter, rev[i].Symbol, "revert"));
+        }
+        if (missing.Count > 0) throw new MissingDependenciesException(Flow.Name, missing);
+    }
+
+    /// <summary>
+    /// Runs the flow to the end. On success returns; when atoms failed and were reverted, throws the original exception
+    /// (or <see cref="WrappedFailureException"/> for several); when a revert failed, throws the revert failure.
+    /// Cancelling <paramref name="cancellationToken"/> suspends the run (running atoms see the token; nothing new
+    /// starts) and then throws <see cref="OperationCanceledException"/>; a later run continues it.
+    /// </summary>
+    public async Task RunAsync(CancellationToken cancellationToken = default)
+    {
+        await foreach (var _ in RunIterAsync(cancellationToken).ConfigureAwait(false)) { }
+    }
+
+    /// <summary>Runs the flow, yielding each state of the engine's machine (the last is SUCCESS, REVERTED or SUSPENDED).</summary>
+    public async IAsyncEnumerable<EngineState> RunIterAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _running, 1) == 1)
+            throw new InvalidStateException($"Engine for flow '{Flow.Name}' is already running; an engine runs one flow run at a time.");
+        try
+        {
+            Prepare();
+            Validate();
+            _suspendRequested = false;
+            ChangeFlowState(FlowState.Running);
+            var loop = new EngineLoop(this, _storage!, cancellationToken);
+            using var registration = cancellationToken.Register(static e => ((FlowEngine)e!).Suspend(), this);
+            while (true)
+            {
+                EngineState state;
+                try
+                {
+                    state = await loop.NextAsync().ConfigureAwait(false);
+                }
+                catch
+                {
+                    ChangeFlowState(FlowState.Failure);
+                    throw;
+                }
+                if (state == EngineState.GameOver) continue;
+                if (state is EngineState.Success or EngineState.Reverted or EngineState.Suspended)
+                {
+                    ChangeFlowState(state switch
+                    {
+                        EngineState.Success => FlowState.Success,
+                        EngineState.Reverted => FlowState.Reverted,
+                        _ => FlowState.Suspended,
+                    });
+                    yield return state;
+                    if (state == EngineState.Reverted) RaiseStoredFailures();
+                    if (state == EngineState.Suspended) cancellationToken.ThrowIfCancellationRequested();
+                    yield break;
+                }
+                yield return state;
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _running, 0);
+        }
+    }
+
+    private void RaiseStoredFailures()
+    {
+        var s = _storage!;
+        var failures = s.ExecuteFailureCache.Values.Concat(s.RevertFailureCache.Values).ToList();
+        ThrowFailures(failures);
+    }
+
+    internal static void ThrowFailures(IReadOnlyList<Failure> failures)
+    {
+        if (failures.Count == 1) failures[0].Rethrow();
+        if (failures.Count > 1) throw new WrappedFailureException(failures);
+    }
+
+    /// <summary>
+    /// Asks a running flow to stop gracefully: running atoms finish, nothing new starts, and the run ends SUSPENDED
+    /// (or in its final state if nothing was left). A later <see cref="RunAsync"/> continues it.
+    /// </summary>
+    public void Suspend()
+    {
+        _suspendRequested = true;
+        ChangeFlowState(FlowState.Suspending);
+    }
+
+    /// <summary>Returns every atom to PENDING/EXECUTE and the flow to PENDING, so the flow can run again from the start.</summary>
+    public void Reset()
+    {
+        if (Volatile.Read(ref _running) == 1)
+            throw new InvalidStateException($"Engine for flow '{Flow.Name}' is running; it cannot be reset now.");
+        Prepare();
+        var s = _storage!;
+        foreach (var node in _compiled!.AtomNodes)
+        {
+            AtomActions.ChangeState(this, s, node, AtomState.Pending);
+            s.Intentions[node] = AtomIntention.Execute;
+        }
+        ChangeFlowState(FlowState.Pending);
+    }
+
+    internal bool SuspendRequested => _suspendRequested;
+
+    internal void ChangeFlowState(FlowState state)
+    {
+        FlowState old;
+        lock (_stateGate)
+        {
+            old = _flowState;
+            var check = Transitions.CheckFlowTransition(old, state);
+            if (check is null) return;
+            if (check == false)
+                throw new InvalidStateException($"Flow '{Flow.Name}' cannot move from {old.ToTaskFlowName()} to {state.ToTaskFlowName()}.");
+            _flowState = state;
+        }
+        Notifications.Publish(new FlowStateChanged(Flow.Name, state, old));
+    }
+}

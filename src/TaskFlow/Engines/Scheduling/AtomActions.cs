@@ -1,0 +1,80 @@
+using TaskFlow.Atoms;
+using TaskFlow.Engines.Compilation;
+using TaskFlow.Failures;
+using TaskFlow.Notifications;
+using TaskFlow.Retries;
+using TaskFlow.States;
+using TaskFlow.Storage;
+
+namespace TaskFlow.Engines.Scheduling;
+
+/// <summary>
+/// The one place atom states change (TaskFlow's TaskAction/RetryAction.change_state plus the detail's put rules):
+/// it updates storage, records failures, and publishes the notification.
+/// </summary>
+internal static class AtomActions
+{
+    public static bool SavesResult(AtomState s) => s is AtomState.Success or AtomState.Failure or AtomState.Reverted or AtomState.RevertFailure;
+
+    public static void ChangeState(FlowEngine engine, FlowStorage s, int node, AtomState state, object? result = null, bool hasResult = false)
+    {
+        var old = s.States[node];
+        bool isRetry = s.Histories[node] is not null;
+        if (SavesResult(state))
+        {
+            Put(s, node, state, result, isRetry);
+            if (state is AtomState.Failure or AtomState.RevertFailure && result is Failure f)
+            {
+                var intention = s.Intentions[node];
+                if (intention == AtomIntention.Execute) s.ExecuteFailureCache[node] = f;
+                else if (intention == AtomIntention.Revert) s.RevertFailureCache[node] = f;
+            }
+        }
+        else
+        {
+            if (state == old) return;
+            s.States[node] = state;
+        }
+        if (!isRetry && state is AtomState.Running or AtomState.Reverting or AtomState.Pending) s.Progress[node] = 0.0;
+        var hub = engine.Notifications;
+        if (hub.HasSubscribers<AtomStateChanged>())
+        {
+            var atom = s.Compiled.Atoms[node]!;
+            hub.Publish(new AtomStateChanged(atom.Name, isRetry ? AtomKind.Retry : AtomKind.Task, state, old, hasResult ? result : null));
+        }
+    }
+
+    private static void Put(FlowStorage s, int node, AtomState state, object? result, bool isRetry)
+    {
+        s.States[node] = state;
+        switch (state)
+        {
+            case AtomState.RevertFailure:
+                s.RevertFailureOf[node] = result as Failure;
+                if (!isRetry) s.Results[node] = null;
+                s.RevertResults[node] = null;
+                break;
+            case AtomState.Failure:
+                s.FailureOf[node] = result as Failure;
+                if (!isRetry) s.Results[node] = null;
+                s.RevertResults[node] = null;
+                s.RevertFailureOf[node] = null;
+                break;
+            case AtomState.Success:
+                s.FailureOf[node] = null;
+                s.RevertFailureOf[node] = null;
+                s.RevertResults[node] = null;
+                if (isRetry) s.Histories[node]!.Add(new RetryAttempt(result, new Dictionary<string, Failure>(StringComparer.Ordinal)));
+                else s.Results[node] = result;
+                break;
+            case AtomState.Reverted:
+                s.RevertResults[node] = result;
+                s.RevertFailureOf[node] = null;
+                if (isRetry) s.Histories[node]!.Clear();
+                break;
+        }
+    }
+
+    public static RetryHistory HistoryOf(FlowStorage s, int node) =>
+        new(s.Histories[node]!.ToArray(), s.FailureOf[node]);
+}

@@ -1,0 +1,410 @@
+using System.Collections;
+using System.Text.Json;
+using TaskFlow.Atoms;
+using TaskFlow.Engines.Compilation;
+using TaskFlow.Failures;
+using TaskFlow.Retries;
+using TaskFlow.States;
+
+namespace TaskFlow.Storage;
+
+/// <summary>
+/// The runtime state of one flow run: every atom's state, intention, result or failure, retry histories, and the
+/// flow-level store. Lookups follow TaskFlow's rules: atom injections, then the store, then visible atom results.
+/// </summary>
+public sealed class FlowStorage
+{
+    internal readonly CompiledFlow Compiled;
+    internal readonly AtomState[] States;
+    internal readonly AtomIntention[] Intentions;
+    internal readonly object?[] Results;
+    internal readonly Failure?[] FailureOf;
+    internal readonly object?[] RevertResults;
+    internal readonly Failure?[] RevertFailureOf;
+    internal readonly List<RetryAttempt>?[] Histories;
+    internal readonly double[] Progress;
+    // TaskFlow's failure cache: kept across resets by retries (see SPEC note N8), cleared only by a full reset.
+    internal readonly Dictionary<int, Failure> ExecuteFailureCache = [];
+    internal readonly Dictionary<int, Failure> RevertFailureCache = [];
+    private readonly Dictionary<string, object?> _store;
+    private readonly Lock _storeGate = new();
+    private readonly ScopeResolution?[][] _resolutions;
+
+    internal FlowStorage(CompiledFlow compiled, IEnumerable<KeyValuePair<string, object?>> store)
+    {
+        Compiled = compiled;
+        int n = compiled.NodeCount;
+        States = new AtomState[n];
+        Intentions = new AtomIntention[n];
+        Results = new object?[n];
+        FailureOf = new Failure?[n];
+        RevertResults = new object?[n];
+        RevertFailureOf = new Failure?[n];
+        Histories = new List<RetryAttempt>?[n];
+        Progress = new double[n];
+        _resolutions = new ScopeResolution?[n][];
+        foreach (var node in compiled.AtomNodes)
+            if (compiled.Kinds[node] == NodeKind.Retry) Histories[node] = [];
+        _store = new Dictionary<string, object?>(StringComparer.Ordinal);
+        foreach (var (k, v) in store)
+        {
+            ArgumentNullException.ThrowIfNull(k, "store key");
+            _store[k] = v;
+        }
+    }
+
+    /// <summary>The flow-level store (a copy).</summary>
+    public IReadOnlyDictionary<string, object?> Store
+    {
+        get { lock (_storeGate) return new Dictionary<string, object?>(_store, StringComparer.Ordinal); }
+    }
+
+    /// <summary>Adds or replaces flow-level values (TaskFlow's <c>storage.inject</c>).</summary>
+    public void Inject(IEnumerable<KeyValuePair<string, object?>> values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        lock (_storeGate)
+            foreach (var (k, v) in values)
+            {
+                if (string.IsNullOrWhiteSpace(k)) throw new ArgumentException("Store keys must be non-empty symbol names.", nameof(values));
+                _store[k] = v;
+            }
+    }
+
+    internal bool TryGetStore(string symbol, out object? value)
+    {
+        lock (_storeGate) return _store.TryGetValue(symbol, out value);
+    }
+
+    internal bool StoreContains(string symbol)
+    {
+        lock (_storeGate) return _store.ContainsKey(symbol);
+    }
+
+    /// <summary>The state of an atom.</summary>
+    public AtomState GetAtomState(string atomName) => States[NodeOf(atomName)];
+
+    /// <summary>The intention of an atom.</summary>
+    public AtomIntention GetAtomIntention(string atomName) => Intentions[NodeOf(atomName)];
+
+    /// <summary>Every atom's state, by name.</summary>
+    public IReadOnlyDictionary<string, (AtomState State, AtomIntention Intention)> GetAtomStates()
+    {
+        var d = new Dictionary<string, (AtomState, AtomIntention)>(StringComparer.Ordinal);
+        foreach (var n in Compiled.AtomNodes) d[Compiled.Atoms[n]!.Name] = (States[n], Intentions[n]);
+        return d;
+    }
+
+    /// <summary>The execute failures recorded so far, by atom name (TaskFlow's <c>get_failures</c>).</summary>
+    public IReadOnlyDictionary<string, Failure> GetFailures() => NamedFailures(ExecuteFailureCache);
+
+    /// <summary>The revert failures recorded so far, by atom name.</summary>
+    public IReadOnlyDictionary<string, Failure> GetRevertFailures() => NamedFailures(RevertFailureCache);
+
+    internal IReadOnlyDictionary<string, Failure> NamedFailures(Dictionary<int, Failure> cache)
+    {
+        if (cache.Count == 0) return Atoms.FlowTask.EmptyFailures;
+        var d = new Dictionary<string, Failure>(cache.Count, StringComparer.Ordinal);
+        foreach (var (node, f) in cache) d[Compiled.Atoms[node]!.Name] = f;
+        return d;
+    }
+
+    /// <summary>A retry controller's history.</summary>
+    public RetryHistory GetRetryHistory(string retryName)
+    {
+        int n = NodeOf(retryName);
+        return Histories[n] is { } h ? new RetryHistory(h.ToArray(), FailureOf[n]) : throw new ArgumentException($"'{retryName}' is not a retry controller.", nameof(retryName));
+    }
+
+    /// <summary>An atom's execute result: its value, or its <see cref="Failure"/> if it failed.</summary>
+    /// <exception cref="NotFoundException">The atom has no accessible result in its current state.</exception>
+    public object? GetResult(string atomName)
+    {
+        int n = NodeOf(atomName);
+        if (TryGetExecuteResult(n, out var value, out var ignored)) return value;
+        throw new NotFoundException(ignored
+            ? $"Result of atom '{atomName}' is not known: it was ignored."
+            : $"Result of atom '{atomName}' is not known in state {States[n].ToTaskFlowName()}.");
+    }
+
+    /// <summary>The value published under <paramref name="name"/> (the store first, then the first atom that produced it).</summary>
+    /// <exception cref="NotFoundException">Nothing holds a value for the name.</exception>
+    public T Fetch<T>(string name)
+    {
+        var values = FetchMany(name, firstOnly: true);
+        if (values is null || values.Count == 0) throw new NotFoundException($"Nothing holds a value for '{name}': no store entry, and no atom that provides it has produced it.");
+        return ArgumentConverter.Convert<T>(values[0], "storage", name);
+    }
+
+    /// <summary>Tries to fetch the value published under <paramref name="name"/>.</summary>
+    public bool TryFetch<T>(string name, out T value)
+    {
+        var values = FetchMany(name, firstOnly: true);
+        if (values is null || values.Count == 0) { value = default!; return false; }
+        value = ArgumentConverter.Convert<T>(values[0], "storage", name);
+        return true;
+    }
+
+    /// <summary>
+    /// Every symbol some holder currently has a value for (TaskFlow's <c>fetch_all</c>): one holder gives the value,
+    /// several give an <see cref="IReadOnlyList{T}"/> of their values (store first, then registration order).
+    /// </summary>
+    public IReadOnlyDictionary<string, object?> FetchAll()
+    {
+        var result = new Dictionary<string, object?>(StringComparer.Ordinal);
+        var names = new List<string>();
+        lock (_storeGate) names.AddRange(_store.Keys);
+        foreach (var k in Compiled.Providers.Keys) if (!names.Contains(k)) names.Add(k);
+        foreach (var name in names)
+        {
+            var values = FetchMany(name, firstOnly: false);
+            if (values is null || values.Count == 0) continue;
+            result[name] = values.Count == 1 ? values[0] : values;
+        }
+        return result;
+    }
+
+    /// <summary>Values of a symbol across holders; null when TaskFlow's fetch would raise NotFound.</summary>
+    internal List<object?>? FetchMany(string name, bool firstOnly)
+    {
+        var values = new List<object?>();
+        if (TryGetStore(name, out var sv))
+        {
+            values.Add(sv);
+            if (firstOnly) return values;
+        }
+        if (Compiled.Providers.TryGetValue(name, out var providers))
+        {
+            foreach (var p in providers)
+            {
+                if (!TryGetExecuteResult(p, out var container, out var ignored))
+                {
+                    if (ignored) continue;
+                    return null; // TaskFlow: an inaccessible provider makes the whole fetch fail
+                }
+                if (!TryExtract(Compiled.Atoms[p]!, container, name, out var item)) return null;
+                values.Add(item);
+                if (firstOnly) return values;
+            }
+        }
+        return values;
+    }
+
+    /// <summary>TaskFlow's <c>_get(last_results, failure)</c>: a failure if one is recorded, else the result when the state allows it.</summary>
+    internal bool TryGetExecuteResult(int node, out object? value, out bool ignored)
+    {
+        ignored = false;
+        if (FailureOf[node] is { } f) { value = f; return true; }
+        var s = States[node];
+        if (s is AtomState.Success or AtomState.Failure or AtomState.Reverting)
+        {
+            if (Histories[node] is { } h)
+            {
+                if (h.Count == 0) { value = null; return false; }
+                value = h[^1].Value;
+                return true;
+            }
+            value = Results[node];
+            return true;
+        }
+        ignored = s == AtomState.Ignore;
+        value = null;
+        return false;
+    }
+
+    /// <summary>Extracts a provided symbol from a result per the atom's provides (whole, index or key).</summary>
+    internal static bool TryExtract(Atom atom, object? container, string symbol, out object? item)
+    {
+        var spec = atom.Provides;
+        switch (spec.Kind)
+        {
+            case ProvidesSpec.ProvidesKind.Whole:
+                item = container;
+                return true;
+            case ProvidesSpec.ProvidesKind.Positional:
+            {
+                int index = -1;
+                for (int i = 0; i < spec.Names.Count; i++) if (spec.Names[i] == symbol) { index = i; break; }
+                // With duplicate names the last position wins, as in a Python dict built from the names.
+                for (int i = spec.Names.Count - 1; i >= 0; i--) if (spec.Names[i] == symbol) { index = i; break; }
+                switch (container)
+                {
+                    case IList list when index < list.Count:
+                        item = list[index];
+                        return true;
+                    case JsonElement { ValueKind: JsonValueKind.Array } je when index < je.GetArrayLength():
+                        item = je[index];
+                        return true;
+                    case System.Runtime.CompilerServices.ITuple tuple when index < tuple.Length:
+                        item = tuple[index];
+                        return true;
+                }
+                item = null;
+                return false;
+            }
+            case ProvidesSpec.ProvidesKind.Keys:
+                switch (container)
+                {
+                    case IDictionary<string, object?> d when d.TryGetValue(symbol, out var v):
+                        item = v;
+                        return true;
+                    case IReadOnlyDictionary<string, object?> rd when rd.TryGetValue(symbol, out var v2):
+                        item = v2;
+                        return true;
+                    case IDictionary nd when nd.Contains(symbol):
+                        item = nd[symbol];
+                        return true;
+                    case JsonElement { ValueKind: JsonValueKind.Object } je when je.TryGetProperty(symbol, out var p):
+                        item = p;
+                        return true;
+                }
+                item = null;
+                return false;
+            default:
+                item = null;
+                return false;
+        }
+    }
+
+    private int NodeOf(string atomName)
+    {
+        ArgumentNullException.ThrowIfNull(atomName);
+        return Compiled.NodeByAtomName.TryGetValue(atomName, out var n)
+            ? n
+            : throw new NotFoundException($"No atom named '{atomName}' in flow '{Compiled.Root.Name}'.");
+    }
+
+    // ---- argument resolution (TaskFlow's fetch_mapped_args and its scope walker) ----
+
+    internal sealed class ScopeResolution
+    {
+        /// <summary>Visible providers grouped by scope level, innermost first, nearest first within a level.</summary>
+        public required int[][] Levels { get; init; }
+        /// <summary>Whether some atom anywhere provides the symbol.</summary>
+        public required bool Registered { get; init; }
+    }
+
+    internal ScopeResolution Resolve(int node, int bindingIndex, ArgumentBinding binding, bool revert)
+    {
+        var perNode = _resolutions[node] ??= new ScopeResolution?[(Compiled.Atoms[node]!.ExecuteBindings.Count + Compiled.Atoms[node]!.RevertBindings.Count)];
+        int slot = revert ? Compiled.Atoms[node]!.ExecuteBindings.Count + bindingIndex : bindingIndex;
+        return perNode[slot] ??= ComputeResolution(node, binding.Symbol);
+    }
+
+    private ScopeResolution ComputeResolution(int node, string symbol)
+    {
+        if (!Compiled.Providers.TryGetValue(symbol, out var providers))
+            return new ScopeResolution { Levels = [], Registered = false };
+        var consumerScope = Compiled.ScopeOfNode[node];
+        var byLevel = new SortedDictionary<int, List<(int Order, int Node)>>();
+        HashSet<int>? preds = null;
+        foreach (var p in providers)
+        {
+            if (p == node) continue;
+            var level = VisibleLevel(consumerScope, Compiled.ScopeOfNode[p]);
+            if (level < 0) continue;
+            preds ??= TransitivePredecessors(node);
+            if (!preds.Contains(p)) continue;
+            if (!byLevel.TryGetValue(level, out var list)) byLevel[level] = list = [];
+            list.Add((Compiled.ScopeOfNode[p].ReversePreorder, p));
+        }
+        return new ScopeResolution
+        {
+            Levels = byLevel.Values.Select(l => l.OrderBy(x => x.Order).Select(x => x.Node).ToArray()).ToArray(),
+            Registered = true,
+        };
+    }
+
+    /// <summary>The scope level (0 = the consumer's own flow) at which a provider is visible, or -1.</summary>
+    private static int VisibleLevel(ScopeNode consumer, ScopeNode provider)
+    {
+        // Ancestors of the provider, for the LCA test.
+        var providerPath = new Dictionary<ScopeNode, ScopeNode>(ReferenceEqualityComparer.Instance); // ancestor → child on the path
+        for (var c = provider; c.Parent is not null; c = c.Parent) providerPath[c.Parent] = c;
+        int level = 0;
+        for (var last = consumer; last.Parent is not null; last = last.Parent, level++)
+        {
+            if (providerPath.TryGetValue(last.Parent, out var providerBranch))
+                return providerBranch.IndexInParent < last.IndexInParent ? level : -1;
+        }
+        return -1;
+    }
+
+    private HashSet<int> TransitivePredecessors(int node)
+    {
+        var seen = new HashSet<int>();
+        var stack = new Stack<int>();
+        stack.Push(node);
+        while (stack.Count > 0)
+        {
+            foreach (var p in Compiled.Predecessors[stack.Pop()])
+                if (seen.Add(p)) stack.Push(p);
+        }
+        return seen;
+    }
+
+    /// <summary>Binds an atom's arguments for a call; throws <see cref="NotFoundException"/> as TaskFlow's lookup does.</summary>
+    internal TaskArguments FetchArguments(int node, bool revert)
+    {
+        var atom = Compiled.Atoms[node]!;
+        var bindings = revert ? atom.RevertBindings : atom.ExecuteBindings;
+        if (bindings.Count == 0) return TaskArguments.Empty(atom.Name);
+        var names = new string[bindings.Count];
+        var values = new object?[bindings.Count];
+        var present = new bool[bindings.Count];
+        var inject = atom.Inject;
+        for (int i = 0; i < bindings.Count; i++)
+        {
+            var b = bindings[i];
+            names[i] = b.Parameter;
+            if (inject is not null && inject.TryGetValue(b.Symbol, out var iv)) { values[i] = iv; present[i] = true; continue; }
+            var resolution = Resolve(node, i, b, revert);
+            if (TryGetStore(b.Symbol, out var sv)) { values[i] = sv; present[i] = true; continue; }
+            if (!resolution.Registered)
+            {
+                if (b.IsOptional) { values[i] = b.DefaultValue; continue; }
+                throw new NotFoundException($"Atom '{atom.Name}' parameter '{b.Parameter}' reads '{b.Symbol}', which no store entry or atom provides.");
+            }
+            if (!TryFromProviders(atom, resolution, b, out values[i]))
+                throw new NotFoundException($"Atom '{atom.Name}' parameter '{b.Parameter}' reads '{b.Symbol}', but no provider visible to it has produced that value.");
+            present[i] = true;
+        }
+        return new TaskArguments(atom.Name, names, values, present);
+    }
+
+    private bool TryFromProviders(Atom consumer, ScopeResolution resolution, ArgumentBinding b, out object? value)
+    {
+        foreach (var level in resolution.Levels)
+        {
+            List<(int Node, object? Container)>? found = null;
+            foreach (var p in level)
+            {
+                if (!TryGetExecuteResult(p, out var container, out var ignored))
+                {
+                    if (ignored) continue;
+                    throw new NotFoundException(
+                        $"Atom '{consumer.Name}' parameter '{b.Parameter}' expects '{b.Symbol}' from '{Compiled.Atoms[p]!.Name}', whose result is not available in state {States[p].ToTaskFlowName()}.");
+                }
+                (found ??= []).Add((p, container));
+            }
+            if (found is null) continue;
+            foreach (var (p, container) in found)
+                if (TryExtract(Compiled.Atoms[p]!, container, b.Symbol, out value)) return true;
+            throw new NotFoundException(
+                $"Atom '{consumer.Name}' parameter '{b.Parameter}': the result of {string.Join(", ", found.Select(f => $"'{Compiled.Atoms[f.Node]!.Name}'"))} has no element for '{b.Symbol}'.");
+        }
+        value = null;
+        return false;
+    }
+
+    /// <summary>Whether a requirement can be satisfied at all (TaskFlow's validation: any visible potential provider).</summary>
+    internal bool IsSatisfiable(int node, int bindingIndex, ArgumentBinding b, bool revert)
+    {
+        var atom = Compiled.Atoms[node]!;
+        if (b.IsOptional) return true;
+        if (atom.Inject is not null && atom.Inject.ContainsKey(b.Symbol)) return true;
+        if (StoreContains(b.Symbol)) return true;
+        var r = Resolve(node, bindingIndex, b, revert);
+        return r.Levels.Length > 0;
+    }
+}
