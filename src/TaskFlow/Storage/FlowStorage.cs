@@ -164,6 +164,21 @@ public sealed class FlowStorage
         return result;
     }
 
+    /// <summary>Like <see cref="FetchAll"/>, but every symbol maps to the list of its holders' values (one per holder).</summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<object?>> FetchAllHolders()
+    {
+        var result = new Dictionary<string, IReadOnlyList<object?>>(StringComparer.Ordinal);
+        var names = new List<string>();
+        lock (_storeGate) names.AddRange(_store.Keys);
+        foreach (var k in Compiled.Providers.Keys) if (!names.Contains(k)) names.Add(k);
+        foreach (var name in names)
+        {
+            var values = FetchMany(name, firstOnly: false);
+            if (values is { Count: > 0 }) result[name] = values;
+        }
+        return result;
+    }
+
     /// <summary>Values of a symbol across holders; null when TaskFlow's fetch would raise NotFound.</summary>
     internal List<object?>? FetchMany(string name, bool firstOnly)
     {

@@ -1,0 +1,23 @@
+using Xunit;
+
+namespace TaskFlow.Conformance;
+
+/// <summary>Every scenario of the corpus as its own test case.</summary>
+public sealed class ScenarioTests
+{
+    public static TheoryData<string> Scenarios()
+    {
+        var data = new TheoryData<string>();
+        foreach (var f in Directory.GetFiles(Path.Combine(AppContext.BaseDirectory, "scenarios"), "*.json").Order(StringComparer.Ordinal))
+            data.Add(Path.GetFileName(f));
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Scenarios))]
+    public void Scenario_MatchesTaskFlow(string file)
+    {
+        var result = ScenarioRunner.RunFile(Path.Combine(AppContext.BaseDirectory, "scenarios", file));
+        Assert.True(result.Passed, result.Difference);
+    }
+}
