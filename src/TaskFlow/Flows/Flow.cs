@@ -70,9 +70,6 @@ public abstract class Flow : FlowNode, IEnumerable<FlowNode>
     /// <summary>Adds one child (collection-initializer support).</summary>
     public void Add(FlowNode node) => Add([node]);
 
-    /// <summary>Adds the children (collection-initializer support for nested lists).</summary>
-    public void Add(IEnumerable<FlowNode> nodes) => Add(nodes.ToArray());
-
     private protected virtual void AddCore(FlowNode[] nodes) => Children.AddRange(nodes);
 
     /// <summary>The ordering constraints between direct children.</summary>
