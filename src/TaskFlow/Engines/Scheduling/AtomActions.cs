@@ -20,6 +20,14 @@ internal static class AtomActions
     {
         var old = s.States[node];
         bool isRetry = s.Histories[node] is not null;
+        // Resets (to PENDING, or to IGNORE by a decider) write states directly, as TaskFlow's do; every other move
+        // must be in the transition table (staying in a state is allowed: a resumed atom is re-run in place).
+        if (state is not (AtomState.Pending or AtomState.Ignore) && state != old)
+        {
+            var name = s.Compiled.Atoms[node]!.Name;
+            if (isRetry) Transitions.EnsureRetryTransition(name, old, state);
+            else Transitions.EnsureTaskTransition(name, old, state);
+        }
         if (SavesResult(state))
         {
             Put(s, node, state, result, isRetry);
