@@ -106,10 +106,10 @@ public sealed class TracingRetry : RetryController
     protected override IReadOnlyList<AtomParameter> GetExecuteParameters() =>
         _hasValues ? [new AtomParameter(ParameterizedForEachRetry.ValuesParameter)] : [];
 
-    private string ArgsText(RetryHistory history, TaskArguments arguments, IReadOnlyDictionary<string, Failure>? flowFailures)
+    private string ArgsText(RetryHistory history, TaskArguments arguments, IReadOnlyDictionary<string, Failure>? flowFailures, bool isRevert = false)
     {
         var shown = new List<KeyValuePair<string, string>> { new("history", RenderHistory(history)) };
-        if (_hasValues) shown.Add(new("values", Canonical.Render(arguments[ParameterizedForEachRetry.ValuesParameter])));
+        if (_hasValues && !isRevert) shown.Add(new("values", Canonical.Render(arguments[ParameterizedForEachRetry.ValuesParameter])));
         if (flowFailures is not null && _recorder.Serial) shown.Add(new("flow_failures", Canonical.Render(flowFailures.Keys.Order(StringComparer.Ordinal).ToList())));
         return Recorder.Args(shown);
     }
@@ -155,7 +155,7 @@ public sealed class TracingRetry : RetryController
 
     public override void Revert(RetryHistory history, TaskArguments arguments, IReadOnlyDictionary<string, Failure> flowFailures)
     {
-        _recorder.Add($"{Name}.revert({ArgsText(history, arguments, flowFailures)})");
+        _recorder.Add($"{Name}.revert({ArgsText(history, arguments, flowFailures, isRevert: true)})");
         _inner.Revert(history, arguments, flowFailures);
     }
 }

@@ -8,8 +8,9 @@ public sealed class ScenarioTests
     public static TheoryData<string> Scenarios()
     {
         var data = new TheoryData<string>();
-        foreach (var f in Directory.GetFiles(Path.Combine(AppContext.BaseDirectory, "scenarios"), "*.json").Order(StringComparer.Ordinal))
-            data.Add(Path.GetFileName(f));
+        foreach (var folder in new[] { "scenarios", "extra" })
+            foreach (var f in Directory.GetFiles(Path.Combine(AppContext.BaseDirectory, folder), "*.json").Order(StringComparer.Ordinal))
+                data.Add(Path.Combine(folder, Path.GetFileName(f)));
         return data;
     }
 
@@ -17,7 +18,7 @@ public sealed class ScenarioTests
     [MemberData(nameof(Scenarios))]
     public void Scenario_MatchesTaskFlow(string file)
     {
-        var result = ScenarioRunner.RunFile(Path.Combine(AppContext.BaseDirectory, "scenarios", file));
+        var result = ScenarioRunner.RunFile(Path.Combine(AppContext.BaseDirectory, file));
         Assert.True(result.Passed, result.Difference);
     }
 }

@@ -244,6 +244,9 @@ public sealed class FlowStorage
                 for (int i = spec.Names.Count - 1; i >= 0; i--) if (spec.Names[i] == symbol) { index = i; break; }
                 switch (container)
                 {
+                    case string text when index < text.Length:
+                        item = text[index].ToString(); // TaskFlow indexes the result: a string gives its characters
+                        return true;
                     case IList list when index < list.Count:
                         item = list[index];
                         return true;
