@@ -102,6 +102,9 @@ public sealed record TaskDetail : AtomDetail
 
     internal override string Kind => "task";
 
+    /// <summary>Prints identity and state only, never results.</summary>
+    protected override bool PrintMembers(StringBuilder builder) => base.PrintMembers(builder);
+
     /// <summary>A new pending task detail with a fresh id.</summary>
     public static TaskDetail Create(string name)
     {
@@ -206,6 +209,14 @@ public sealed record RetryDetail : AtomDetail
     public Failure? RevertFailure { get; init; }
 
     internal override string Kind => "retry";
+
+    /// <summary>Prints identity, state and the number of attempts, never values.</summary>
+    protected override bool PrintMembers(StringBuilder builder)
+    {
+        base.PrintMembers(builder);
+        builder.Append($", Attempts = {History.Count}");
+        return true;
+    }
 
     /// <summary>A new pending retry detail with a fresh id.</summary>
     public static RetryDetail Create(string name)

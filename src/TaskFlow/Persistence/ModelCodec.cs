@@ -140,6 +140,7 @@ internal static class ModelCodec
         w.WriteString("name", atom.Name);
         w.WriteString("state", atom.State.ToTaskFlowName());
         w.WriteString("intention", atom.Intention.ToTaskFlowName());
+        ValidateText(atom.Version, $"The version of atom '{atom.Name}' ({atom.Id})");
         w.WriteString("version", atom.Version);
         w.WritePropertyName("meta");
         WriteMetadata(w, atom.Metadata);
@@ -173,6 +174,7 @@ internal static class ModelCodec
         w.WriteStartObject("failures");
         foreach (var (name, failure) in attempt.Failures)
         {
+            ValidateText(name, "An atom name in a retry attempt's failures");
             w.WritePropertyName(name);
             WriteFailure(w, failure);
         }
@@ -189,7 +191,10 @@ internal static class ModelCodec
         w.WriteStartObject();
         w.WriteStartArray("types");
         foreach (var type in failure.ExceptionTypeNames)
-            w.WriteStringValue(type ?? throw new ArgumentException("A failure has a null exception type name."));
+        {
+            ValidateText(type ?? throw new ArgumentException("A failure has a null exception type name."), "An exception type name");
+            w.WriteStringValue(type);
+        }
         w.WriteEndArray();
         w.WriteString("message", failure.Message);
         if (failure.StackTrace is not null)
@@ -207,6 +212,7 @@ internal static class ModelCodec
         w.WriteStartObject();
         foreach (var (key, value) in metadata)
         {
+            ValidateText(key, "A metadata key");
             w.WritePropertyName(key);
             value.WriteTo(w);
         }
@@ -230,8 +236,25 @@ internal static class ModelCodec
         WriteFailure(w, failure);
     }
 
+    /// <summary>
+    /// Identifiers (names, keys, versions, type names) must be valid UTF-16: the JSON writer would silently turn a lone
+    /// surrogate into U+FFFD and the value read back would differ. (Failure messages and stacks are free text; there the
+    /// replacement is accepted.)
+    /// </summary>
+    public static void ValidateText(string value, string what)
+    {
+        for (var i = 0; i < value.Length; i++)
+        {
+            var c = value[i];
+            if (char.IsHighSurrogate(c) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1])) { i++; continue; }
+            if (char.IsSurrogate(c))
+                throw new ArgumentException($"{what} contains an unpaired UTF-16 surrogate at index {i}; it cannot be stored exactly.");
+        }
+    }
+
     private static void ValidateIdentity(string kind, Guid id, string name)
     {
+        ValidateText(name, $"The name of {kind} {id}");
         if (id == Guid.Empty)
             throw new ArgumentException($"The {kind} '{name}' has an empty id; give it a fresh Guid (or use its Create method).");
         if (string.IsNullOrEmpty(name))

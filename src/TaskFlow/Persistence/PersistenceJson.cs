@@ -164,11 +164,15 @@ internal sealed class FailureJsonConverter() : ModelJsonConverter<Failure>(Model
 internal sealed class TaskDetailJsonConverter() : ModelJsonConverter<TaskDetail>(ModelCodec.WriteAtom, ReadTask, "task detail")
 {
     private static TaskDetail ReadTask(JsonElement e, ModelCodec.Reader r) =>
-        ModelCodec.ReadAtom(e, r) as TaskDetail ?? throw r.Malformed($"expected 'kind' to be '{ModelCodec.TaskKind}'");
+        ModelCodec.ReadAtom(e, r) is var atom && atom is TaskDetail task
+            ? task
+            : throw r.Named(ModelCodec.Subject(atom)).Malformed($"expected a task detail ('kind' = '{ModelCodec.TaskKind}'), found a {atom.Kind} detail");
 }
 
 internal sealed class RetryDetailJsonConverter() : ModelJsonConverter<RetryDetail>(ModelCodec.WriteAtom, ReadRetry, "retry detail")
 {
     private static RetryDetail ReadRetry(JsonElement e, ModelCodec.Reader r) =>
-        ModelCodec.ReadAtom(e, r) as RetryDetail ?? throw r.Malformed($"expected 'kind' to be '{ModelCodec.RetryKind}'");
+        ModelCodec.ReadAtom(e, r) is var atom && atom is RetryDetail retry
+            ? retry
+            : throw r.Named(ModelCodec.Subject(atom)).Malformed($"expected a retry detail ('kind' = '{ModelCodec.RetryKind}'), found a {atom.Kind} detail");
 }
