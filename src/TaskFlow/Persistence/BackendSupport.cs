@@ -112,8 +112,9 @@ internal static class BackendSupport
     public static IReadOnlyDictionary<string, JsonElement> ReadMetadataColumn(string json, string subject, int maxDocumentBytes) =>
         ModelCodec.Parse(System.Text.Encoding.UTF8.GetBytes(json), maxDocumentBytes, subject, ModelCodec.ReadMetadata);
 
-    public static AtomDetail ReadAtomColumn(byte[] utf8, string subject, int maxDocumentBytes) =>
-        ModelCodec.Parse(utf8, maxDocumentBytes, subject, ModelCodec.ReadAtom);
+    /// <summary>Reads a stored atom document; errors name the atom and <paramref name="owner"/> (its flow detail and store).</summary>
+    public static AtomDetail ReadAtomColumn(byte[] utf8, string atom, string owner, int maxDocumentBytes) =>
+        ModelCodec.Parse(utf8, maxDocumentBytes, $"{atom} of {owner}", (e, r) => ModelCodec.ReadAtom(e, r, owner));
 
     /// <summary>Checks that an atom read from a row agrees with the row's key columns.</summary>
     public static AtomDetail CheckRow(AtomDetail atom, Guid id, string name, string subject)

@@ -221,7 +221,7 @@ public sealed class InMemoryPersistenceBackend : IPersistenceBackend
         public FlowDetail Read()
         {
             var subject = ModelCodec.Subject(Header);
-            var atoms = Atoms.Select(a => BackendSupport.ReadAtomColumn(a.Data, $"{ModelValues.Describe("atom", a.Name, a.Id)} of {subject}", MaxBytes)).ToList();
+            var atoms = Atoms.Select(a => BackendSupport.ReadAtomColumn(a.Data, ModelValues.Describe("atom", a.Name, a.Id), subject, MaxBytes)).ToList();
             return Header with { Atoms = atoms };
         }
     }

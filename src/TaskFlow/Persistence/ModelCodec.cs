@@ -333,7 +333,8 @@ internal static class ModelCodec
 
     public static AtomDetail ReadAtom(JsonElement e, Reader r) => ReadAtom(e, r, null);
 
-    private static AtomDetail ReadAtom(JsonElement e, Reader r, string? owner)
+    /// <summary>Reads an atom; <paramref name="owner"/> (e.g. "flow detail 'f' (id) in …") is named in every error.</summary>
+    public static AtomDetail ReadAtom(JsonElement e, Reader r, string? owner)
     {
         r.RequireObject(e);
         var id = r.Guid(e, "id");

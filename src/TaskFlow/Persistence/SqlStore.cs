@@ -260,9 +260,10 @@ internal abstract class SqlStore : IDisposable
                 var flowId = ReadId(reader, 0, "atom_details");
                 var atomId = ReadId(reader, 1, "atom_details");
                 var name = reader.GetString(2);
-                var subject = $"{ModelValues.Describe("atom", name, atomId)} of {subjects[flowId]} in {StoreName}";
-                var atom = BackendSupport.ReadAtomColumn(Encoding.UTF8.GetBytes(reader.GetString(3)), subject, MaxBytes);
-                atomsByFlow[flowId].Add(BackendSupport.CheckRow(atom, atomId, name, subject));
+                var atomName = ModelValues.Describe("atom", name, atomId);
+                var owner = $"{subjects[flowId]} in {StoreName}";
+                var atom = BackendSupport.ReadAtomColumn(Encoding.UTF8.GetBytes(reader.GetString(3)), atomName, owner, MaxBytes);
+                atomsByFlow[flowId].Add(BackendSupport.CheckRow(atom, atomId, name, $"{atomName} of {owner}"));
             }
         }
         return headers.Select(h => Build($"{h.Subject} in {StoreName}", () => h.Flow with { Atoms = atomsByFlow[h.Flow.Id] })).ToList();
