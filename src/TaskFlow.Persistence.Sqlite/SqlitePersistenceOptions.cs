@@ -1,0 +1,56 @@
+using Microsoft.Data.Sqlite;
+using TaskFlow.Persistence;
+
+namespace TaskFlow.Persistence.Sqlite;
+
+/// <summary>How hard SQLite works to keep committed transactions across power loss (it always survives a process crash in WAL mode).</summary>
+public enum SqliteDurability
+{
+    /// <summary>
+    /// <c>PRAGMA synchronous=FULL</c>: the WAL is fsynced at every commit, so a committed save survives power loss
+    /// and operating-system crashes. The default: use it for data you cannot recompute.
+    /// </summary>
+    FsyncEveryCommit,
+
+    /// <summary>
+    /// <c>PRAGMA synchronous=NORMAL</c>: the WAL is fsynced at checkpoints only. Commits are much faster and survive a
+    /// crash of the process, but the last commits may be lost (never corrupted) on power loss or an OS crash.
+    /// </summary>
+    WalNoFsync,
+}
+
+/// <summary>Options of <see cref="SqlitePersistenceBackend"/>.</summary>
+public sealed class SqlitePersistenceOptions
+{
+    /// <summary>A Microsoft.Data.Sqlite connection string, e.g. <c>Data Source=taskflow.db</c>. In-memory databases are refused.</summary>
+    public required string ConnectionString { get; init; }
+
+    /// <summary>Durability of commits. Default <see cref="SqliteDurability.FsyncEveryCommit"/>.</summary>
+    public SqliteDurability Durability { get; init; } = SqliteDurability.FsyncEveryCommit;
+
+    /// <summary>How long an operation waits for another connection's write lock before failing. Default 30 s.</summary>
+    public TimeSpan BusyTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Documents (an atom, or metadata) larger than this are refused when written or read. Default 64 MiB.</summary>
+    public int MaxDocumentBytes { get; init; } = PersistenceJson.DefaultMaxDocumentBytes;
+
+    /// <summary>The clock for <c>UpdatedAt</c> stamps; <see cref="System.TimeProvider.System"/> when null.</summary>
+    public TimeProvider? TimeProvider { get; init; }
+
+    /// <summary>The options with any password removed from the connection string.</summary>
+    public override string ToString()
+    {
+        string connection;
+        try
+        {
+            var builder = new SqliteConnectionStringBuilder(ConnectionString);
+            if (!string.IsNullOrEmpty(builder.Password)) builder.Password = "***";
+            connection = builder.ConnectionString;
+        }
+        catch (ArgumentException)
+        {
+            connection = "(unparsable connection string)";
+        }
+        return $"SqlitePersistenceOptions {{ ConnectionString = {connection}, Durability = {Durability}, BusyTimeout = {BusyTimeout}, MaxDocumentBytes = {MaxDocumentBytes} }}";
+    }
+}

@@ -1,0 +1,255 @@
+using TaskFlow.States;
+
+namespace TaskFlow.Persistence;
+
+/// <summary>
+/// A persistence backend that keeps everything in this process (TaskFlow's <c>memory</c> backend): for tests, and
+/// for runs that need resumption within one process only. It stores serialized copies, so it applies exactly the
+/// validation and JSON contract of the durable backends and callers can never alter what is stored.
+/// Thread-safe. The data is lost when the instance is dropped.
+/// </summary>
+public sealed class InMemoryPersistenceBackend : IPersistenceBackend
+{
+    private readonly Lock _gate = new();
+    private readonly TimeProvider _timeProvider;
+    private readonly Dictionary<Guid, byte[]> _logBooks = [];
+    private readonly Dictionary<Guid, StoredFlow> _flows = [];
+    private bool _disposed;
+
+    /// <summary>Creates an empty backend.</summary>
+    /// <param name="timeProvider">The clock for <c>UpdatedAt</c> stamps; <see cref="TimeProvider.System"/> when null.</param>
+    public InMemoryPersistenceBackend(TimeProvider? timeProvider = null)
+    {
+        _timeProvider = timeProvider ?? TimeProvider.System;
+    }
+
+    private const int MaxBytes = PersistenceJson.DefaultMaxDocumentBytes;
+
+    /// <inheritdoc />
+    public Task EnsureSchemaAsync(CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate) ThrowIfDisposed();
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var data = BackendSupport.EncodeLogBook(logBook, MaxBytes);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            _logBooks[logBook.Id] = data;
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task<LogBook?> GetLogBookAsync(Guid logBookId, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        byte[]? data;
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            _logBooks.TryGetValue(logBookId, out data);
+        }
+        return Task.FromResult(data is null ? null : ReadLogBook(data));
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<LogBook>> ListLogBooksAsync(CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        byte[][] all;
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            all = [.. _logBooks.Values];
+        }
+        var books = all.Select(ReadLogBook).ToList();
+        books.Sort((a, b) => BackendSupport.CompareCreated(a.CreatedAt, a.Id, b.CreatedAt, b.Id));
+        return Task.FromResult<IReadOnlyList<LogBook>>(books);
+    }
+
+    /// <inheritdoc />
+    public Task<bool> DeleteLogBookAsync(Guid logBookId, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (!_logBooks.Remove(logBookId)) return Task.FromResult(false);
+            foreach (var flowId in _flows.Where(f => f.Value.LogBookId == logBookId).Select(f => f.Key).ToList())
+                _flows.Remove(flowId);
+            return Task.FromResult(true);
+        }
+    }
+
+    /// <inheritdoc />
+    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        BackendSupport.EncodeFlowHeaderMetadata(flowDetail, MaxBytes);
+        var header = flowDetail with { Atoms = [] };
+        var atoms = BackendSupport.EncodeAtoms(flowDetail.Id, flowDetail.Atoms, MaxBytes);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (!_logBooks.ContainsKey(flowDetail.LogBookId))
+                throw BackendSupport.LogBookNotFound(flowDetail.LogBookId, $"saving flow detail '{flowDetail.Name}' ({flowDetail.Id}) in it");
+            if (_flows.TryGetValue(flowDetail.Id, out var stored))
+            {
+                if (stored.LogBookId != flowDetail.LogBookId)
+                    throw BackendSupport.FlowInOtherLogBook(flowDetail, stored.LogBookId);
+                stored.CheckAndApply(atoms);
+                stored.Header = header;
+            }
+            else
+            {
+                var flow = new StoredFlow(header);
+                flow.CheckAndApply(atoms);
+                _flows[flowDetail.Id] = flow;
+            }
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task<FlowDetail?> GetFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        Snapshot? snapshot;
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            snapshot = _flows.TryGetValue(flowDetailId, out var flow) ? flow.Snapshot() : null;
+        }
+        return Task.FromResult(snapshot?.Read());
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<FlowDetail>> ListFlowDetailsAsync(Guid logBookId, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        List<Snapshot> snapshots;
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (!_logBooks.ContainsKey(logBookId))
+                throw BackendSupport.LogBookNotFound(logBookId, "listing its flow details");
+            snapshots = _flows.Values.Where(f => f.LogBookId == logBookId).Select(f => f.Snapshot()).ToList();
+        }
+        var flows = snapshots.Select(s => s.Read()).ToList();
+        flows.Sort((a, b) => BackendSupport.CompareCreated(a.CreatedAt, a.Id, b.CreatedAt, b.Id));
+        return Task.FromResult<IReadOnlyList<FlowDetail>>(flows);
+    }
+
+    /// <inheritdoc />
+    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            return Task.FromResult(_flows.Remove(flowDetailId));
+        }
+    }
+
+    /// <inheritdoc />
+    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        BackendSupport.ValidateState(state);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (!_flows.TryGetValue(flowDetailId, out var flow)) throw BackendSupport.FlowNotFound(flowDetailId);
+            flow.Header = flow.Header with { State = state, UpdatedAt = _timeProvider.GetUtcNow() };
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var atoms = BackendSupport.EncodeAtoms(flowDetailId, atomDetails, MaxBytes);
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (!_flows.TryGetValue(flowDetailId, out var flow)) throw BackendSupport.FlowNotFound(flowDetailId);
+            flow.CheckAndApply(atoms);
+            flow.Header = flow.Header with { UpdatedAt = _timeProvider.GetUtcNow() };
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task ClearAllAsync(CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            _logBooks.Clear();
+            _flows.Clear();
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Drops the stored data; the instance cannot be used afterwards.</summary>
+    public ValueTask DisposeAsync()
+    {
+        lock (_gate)
+        {
+            _disposed = true;
+            _logBooks.Clear();
+            _flows.Clear();
+        }
+        return ValueTask.CompletedTask;
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    private static LogBook ReadLogBook(byte[] data) => ModelCodec.Parse(data, MaxBytes, "logbook", ModelCodec.ReadLogBook);
+
+    private sealed record Snapshot(FlowDetail Header, EncodedAtom[] Atoms)
+    {
+        public FlowDetail Read()
+        {
+            var subject = ModelCodec.Subject(Header);
+            var atoms = Atoms.Select(a => BackendSupport.ReadAtomColumn(a.Data, ModelValues.Describe("atom", a.Name, a.Id), subject, MaxBytes)).ToList();
+            return Header with { Atoms = atoms };
+        }
+    }
+
+    /// <summary>A flow detail: header record (immutable, no atoms) plus serialized atoms in first-save order.</summary>
+    private sealed class StoredFlow(FlowDetail header)
+    {
+        private readonly List<EncodedAtom> _atoms = [];
+        private readonly Dictionary<Guid, int> _index = [];
+
+        public FlowDetail Header { get; set; } = header;
+
+        public Guid LogBookId => Header.LogBookId;
+
+        public Snapshot Snapshot() => new(Header, [.. _atoms]);
+
+        public void CheckAndApply(IReadOnlyList<EncodedAtom> batch)
+        {
+            BackendSupport.CheckAgainstStored(Header.Id, batch, _atoms.Select(a => new StoredAtomKey(a.Id, a.Name, a.Kind)));
+            foreach (var atom in batch)
+            {
+                if (_index.TryGetValue(atom.Id, out var position)) _atoms[position] = atom;
+                else
+                {
+                    _index[atom.Id] = _atoms.Count;
+                    _atoms.Add(atom);
+                }
+            }
+        }
+    }
+}

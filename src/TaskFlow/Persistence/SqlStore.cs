@@ -1,0 +1,412 @@
+using System.Data;
+using System.Data.Common;
+using System.Text;
+using TaskFlow.States;
+
+namespace TaskFlow.Persistence;
+
+/// <summary>
+/// The logic of the relational backends, written once over System.Data.Common; a subclass supplies the dialect
+/// (connections, transactions, id/timestamp/JSON columns, row locks) and the schema migrations. Tables:
+/// <c>logbooks</c>, <c>flow_details</c> (FK, ON DELETE CASCADE), <c>atom_details</c> (primary key
+/// (flow_detail_id, id), unique (flow_detail_id, name), <c>seq</c> for first-save order, the atom as a JSON document
+/// in <c>data</c>), and <c>schema_version</c>.
+/// </summary>
+internal abstract class SqlStore : IDisposable
+{
+    private const int HeaderQueryChunk = 400;
+    private readonly SemaphoreSlim? _writeGate;
+    private readonly SchemaGate _schema;
+
+    protected SqlStore(int maxDocumentBytes, TimeProvider? timeProvider, bool serializeWritesInProcess)
+    {
+        BackendSupport.CheckMaxDocumentBytes(maxDocumentBytes);
+        MaxBytes = maxDocumentBytes;
+        Time = timeProvider ?? TimeProvider.System;
+        _writeGate = serializeWritesInProcess ? new SemaphoreSlim(1, 1) : null;
+        _schema = new SchemaGate(MigrateAsync);
+    }
+
+    protected int MaxBytes { get; }
+
+    protected TimeProvider Time { get; }
+
+    /// <summary>How the store is named in messages, e.g. "SQLite database 'taskflow.db'" (never with a password).</summary>
+    protected abstract string StoreName { get; }
+
+    protected abstract Task<DbConnection> OpenAsync(CancellationToken cancellationToken);
+
+    protected abstract Task<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken cancellationToken);
+
+    protected abstract Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken cancellationToken);
+
+    /// <summary>Creates or upgrades the schema in one transaction; refuses a newer version.</summary>
+    protected abstract Task MigrateAsync(CancellationToken cancellationToken);
+
+    protected abstract string Table(string name);
+
+    protected abstract object IdValue(Guid id);
+
+    protected abstract Guid ReadId(DbDataReader reader, int ordinal, string table);
+
+    protected abstract object TimeValue(DateTimeOffset value);
+
+    protected abstract DateTimeOffset ReadTime(DbDataReader reader, int ordinal, string subject);
+
+    /// <summary>The SQL expression for a JSON parameter, e.g. <c>@meta</c> or <c>CAST(@meta AS jsonb)</c>.</summary>
+    protected abstract string Json(string parameter);
+
+    /// <summary>A row-lock clause for reads that precede writes (empty where the transaction already locks the database).</summary>
+    protected abstract string ForUpdate { get; }
+
+    /// <summary>A shared row-lock clause.</summary>
+    protected abstract string ForShare { get; }
+
+    /// <summary>A clearer exception for a provider error (e.g. a value the database cannot store), or null.</summary>
+    protected virtual Exception? Translate(DbException exception, string operation) => null;
+
+    public Task EnsureSchemaAsync(CancellationToken cancellationToken) => _schema.RunAsync(cancellationToken);
+
+    // ------------------------------------------------------------------ logbooks
+
+    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken)
+    {
+        var meta = Encoding.UTF8.GetString(BackendSupport.EncodeLogBookMetadata(logBook, MaxBytes));
+        return WriteAsync($"save {ModelCodec.Subject(logBook)}", async (c, tx) =>
+        {
+            await using var cmd = Command(c, tx,
+                $"INSERT INTO {Table("logbooks")} (id, name, created_at, updated_at, meta) VALUES (@id, @name, @created, @updated, {Json("@meta")}) " +
+                "ON CONFLICT (id) DO UPDATE SET name = excluded.name, created_at = excluded.created_at, updated_at = excluded.updated_at, meta = excluded.meta",
+                ("id", IdValue(logBook.Id)), ("name", logBook.Name), ("created", TimeValue(logBook.CreatedAt)),
+                ("updated", TimeValue(logBook.UpdatedAt)), ("meta", meta));
+            await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return true;
+        }, cancellationToken);
+    }
+
+    public Task<LogBook?> GetLogBookAsync(Guid logBookId, CancellationToken cancellationToken) =>
+        ReadAsync($"read logbook {logBookId}", async (c, tx) =>
+        {
+            var books = await QueryLogBooksAsync(c, tx, "WHERE id = @id", cancellationToken, ("id", IdValue(logBookId))).ConfigureAwait(false);
+            return books.Count == 0 ? null : books[0];
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<LogBook>> ListLogBooksAsync(CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<LogBook>>("list logbooks", async (c, tx) =>
+            await QueryLogBooksAsync(c, tx, "ORDER BY created_at, id", cancellationToken).ConfigureAwait(false), cancellationToken);
+
+    public Task<bool> DeleteLogBookAsync(Guid logBookId, CancellationToken cancellationToken) =>
+        WriteAsync($"delete logbook {logBookId}", async (c, tx) =>
+        {
+            await using var cmd = Command(c, tx, $"DELETE FROM {Table("logbooks")} WHERE id = @id", ("id", IdValue(logBookId)));
+            return await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
+        }, cancellationToken);
+
+    private async Task<List<LogBook>> QueryLogBooksAsync(DbConnection c, DbTransaction tx, string tail, CancellationToken ct, params (string, object?)[] parameters)
+    {
+        await using var cmd = Command(c, tx, $"SELECT id, name, created_at, updated_at, meta FROM {Table("logbooks")} {tail}", parameters);
+        await using var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        var books = new List<LogBook>();
+        while (await reader.ReadAsync(ct).ConfigureAwait(false))
+        {
+            var id = ReadId(reader, 0, "logbooks");
+            var name = reader.GetString(1);
+            var subject = $"{ModelValues.Describe("logbook", name, id)} in {StoreName}";
+            var meta = BackendSupport.ReadMetadataColumn(reader.GetString(4), subject, MaxBytes);
+            books.Add(Build(subject, () => new LogBook
+            {
+                Id = id,
+                Name = name,
+                CreatedAt = ReadTime(reader, 2, subject),
+                UpdatedAt = ReadTime(reader, 3, subject),
+                Metadata = meta,
+            }));
+        }
+        return books;
+    }
+
+    // ------------------------------------------------------------------ flow details
+
+    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken)
+    {
+        var meta = Encoding.UTF8.GetString(BackendSupport.EncodeFlowHeaderMetadata(flowDetail, MaxBytes));
+        var atoms = BackendSupport.EncodeAtoms(flowDetail.Id, flowDetail.Atoms, MaxBytes);
+        return WriteAsync($"save {ModelCodec.Subject(flowDetail)}", async (c, tx) =>
+        {
+            await using (var book = Command(c, tx, $"SELECT 1 FROM {Table("logbooks")} WHERE id = @id{ForShare}", ("id", IdValue(flowDetail.LogBookId))))
+                if (await book.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null)
+                    throw BackendSupport.LogBookNotFound(flowDetail.LogBookId, $"saving flow detail '{flowDetail.Name}' ({flowDetail.Id}) in it");
+            await using (var existing = Command(c, tx, $"SELECT logbook_id FROM {Table("flow_details")} WHERE id = @id{ForUpdate}", ("id", IdValue(flowDetail.Id))))
+            await using (var reader = await existing.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+                if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && ReadId(reader, 0, "flow_details") is var storedBook && storedBook != flowDetail.LogBookId)
+                    throw BackendSupport.FlowInOtherLogBook(flowDetail, storedBook);
+            await using (var upsert = Command(c, tx,
+                $"INSERT INTO {Table("flow_details")} (id, logbook_id, name, state, created_at, updated_at, meta) " +
+                $"VALUES (@id, @book, @name, @state, @created, @updated, {Json("@meta")}) " +
+                "ON CONFLICT (id) DO UPDATE SET name = excluded.name, state = excluded.state, created_at = excluded.created_at, updated_at = excluded.updated_at, meta = excluded.meta",
+                ("id", IdValue(flowDetail.Id)), ("book", IdValue(flowDetail.LogBookId)), ("name", flowDetail.Name),
+                ("state", flowDetail.State.ToTaskFlowName()), ("created", TimeValue(flowDetail.CreatedAt)),
+                ("updated", TimeValue(flowDetail.UpdatedAt)), ("meta", meta)))
+                await upsert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await UpsertAtomsAsync(c, tx, flowDetail.Id, atoms, cancellationToken).ConfigureAwait(false);
+            return true;
+        }, cancellationToken);
+    }
+
+    public Task<FlowDetail?> GetFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken) =>
+        ReadAsync($"read flow detail {flowDetailId}", async (c, tx) =>
+        {
+            var flows = await QueryFlowsAsync(c, tx, "id", flowDetailId, cancellationToken).ConfigureAwait(false);
+            return flows.Count == 0 ? null : flows[0];
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<FlowDetail>> ListFlowDetailsAsync(Guid logBookId, CancellationToken cancellationToken) =>
+        ReadAsync<IReadOnlyList<FlowDetail>>($"list the flow details of logbook {logBookId}", async (c, tx) =>
+        {
+            await using (var book = Command(c, tx, $"SELECT 1 FROM {Table("logbooks")} WHERE id = @id", ("id", IdValue(logBookId))))
+                if (await book.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null)
+                    throw BackendSupport.LogBookNotFound(logBookId, "listing its flow details");
+            return await QueryFlowsAsync(c, tx, "logbook_id", logBookId, cancellationToken).ConfigureAwait(false);
+        }, cancellationToken);
+
+    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken) =>
+        WriteAsync($"delete flow detail {flowDetailId}", async (c, tx) =>
+        {
+            await using var cmd = Command(c, tx, $"DELETE FROM {Table("flow_details")} WHERE id = @id", ("id", IdValue(flowDetailId)));
+            return await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
+        }, cancellationToken);
+
+    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken)
+    {
+        BackendSupport.ValidateState(state);
+        return WriteAsync($"update the state of flow detail {flowDetailId}", async (c, tx) =>
+        {
+            await using var cmd = Command(c, tx, $"UPDATE {Table("flow_details")} SET state = @state, updated_at = @now WHERE id = @id",
+                ("state", state.ToTaskFlowName()), ("now", TimeValue(Time.GetUtcNow())), ("id", IdValue(flowDetailId)));
+            if (await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 0)
+                throw BackendSupport.FlowNotFound(flowDetailId);
+            return true;
+        }, cancellationToken);
+    }
+
+    public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken)
+    {
+        var atoms = BackendSupport.EncodeAtoms(flowDetailId, atomDetails, MaxBytes);
+        return WriteAsync($"save {atoms.Length} atom(s) of flow detail {flowDetailId}", async (c, tx) =>
+        {
+            // Touching the flow row checks it exists and, on servers with row locks, serializes batches of one flow.
+            await using (var touch = Command(c, tx, $"UPDATE {Table("flow_details")} SET updated_at = @now WHERE id = @id",
+                ("now", TimeValue(Time.GetUtcNow())), ("id", IdValue(flowDetailId))))
+                if (await touch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 0)
+                    throw BackendSupport.FlowNotFound(flowDetailId);
+            await UpsertAtomsAsync(c, tx, flowDetailId, atoms, cancellationToken).ConfigureAwait(false);
+            return true;
+        }, cancellationToken);
+    }
+
+    public Task ClearAllAsync(CancellationToken cancellationToken) =>
+        WriteAsync("clear all data", async (c, tx) =>
+        {
+            foreach (var table in new[] { "atom_details", "flow_details", "logbooks" })
+            {
+                await using var cmd = Command(c, tx, $"DELETE FROM {Table(table)}");
+                await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+            return true;
+        }, cancellationToken);
+
+    /// <summary>Flow details (with atoms) whose <paramref name="keyColumn"/> ("id" or "logbook_id") equals <paramref name="key"/>.</summary>
+    private async Task<IReadOnlyList<FlowDetail>> QueryFlowsAsync(DbConnection c, DbTransaction tx, string keyColumn, Guid key, CancellationToken ct)
+    {
+        var headers = new List<(FlowDetail Flow, string Subject)>();
+        await using (var cmd = Command(c, tx,
+            $"SELECT id, logbook_id, name, state, created_at, updated_at, meta FROM {Table("flow_details")} WHERE {keyColumn} = @id ORDER BY created_at, id", ("id", IdValue(key))))
+        await using (var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+            {
+                var id = ReadId(reader, 0, "flow_details");
+                var name = reader.GetString(2);
+                var subject = ModelValues.Describe("flow detail", name, id);
+                var where2 = $"{subject} in {StoreName}";
+                var stateText = reader.GetString(3);
+                FlowState state;
+                try { state = StateNames.ParseFlowState(stateText); }
+                catch (FormatException ex) { throw Malformed(where2, ex.Message, ex); }
+                var meta = BackendSupport.ReadMetadataColumn(reader.GetString(6), where2, MaxBytes);
+                headers.Add((Build(where2, () => new FlowDetail
+                {
+                    Id = id,
+                    LogBookId = ReadId(reader, 1, "flow_details"),
+                    Name = name,
+                    State = state,
+                    CreatedAt = ReadTime(reader, 4, where2),
+                    UpdatedAt = ReadTime(reader, 5, where2),
+                    Metadata = meta,
+                }), subject));
+            }
+        }
+        if (headers.Count == 0) return [];
+
+        var atomsByFlow = headers.ToDictionary(h => h.Flow.Id, _ => new List<AtomDetail>());
+        var subjects = headers.ToDictionary(h => h.Flow.Id, h => h.Subject);
+        await using (var cmd = Command(c, tx,
+            $"SELECT a.flow_detail_id, a.id, a.name, a.data FROM {Table("atom_details")} a JOIN {Table("flow_details")} f ON f.id = a.flow_detail_id " +
+            $"WHERE f.{keyColumn} = @id ORDER BY a.flow_detail_id, a.seq", ("id", IdValue(key))))
+        await using (var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+            {
+                var flowId = ReadId(reader, 0, "atom_details");
+                var atomId = ReadId(reader, 1, "atom_details");
+                var name = reader.GetString(2);
+                var atomName = ModelValues.Describe("atom", name, atomId);
+                var owner = $"{subjects[flowId]} in {StoreName}";
+                var atom = BackendSupport.ReadAtomColumn(Encoding.UTF8.GetBytes(reader.GetString(3)), atomName, owner, MaxBytes);
+                atomsByFlow[flowId].Add(BackendSupport.CheckRow(atom, atomId, name, $"{atomName} of {owner}"));
+            }
+        }
+        return headers.Select(h => Build($"{h.Subject} in {StoreName}", () => h.Flow with { Atoms = atomsByFlow[h.Flow.Id] })).ToList();
+    }
+
+    private async Task UpsertAtomsAsync(DbConnection c, DbTransaction tx, Guid flowId, EncodedAtom[] atoms, CancellationToken ct)
+    {
+        if (atoms.Length == 0) return;
+        var stored = new List<StoredAtomKey>();
+        foreach (var chunk in atoms.Chunk(HeaderQueryChunk))
+        {
+            var parameters = new List<(string, object?)> { ("f", IdValue(flowId)) };
+            var ids = new StringBuilder();
+            var names = new StringBuilder();
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                ids.Append(i == 0 ? "" : ", ").Append("@i").Append(i);
+                names.Append(i == 0 ? "" : ", ").Append("@n").Append(i);
+                parameters.Add(($"i{i}", IdValue(chunk[i].Id)));
+                parameters.Add(($"n{i}", chunk[i].Name));
+            }
+            await using var cmd = Command(c, tx,
+                $"SELECT id, name, kind FROM {Table("atom_details")} WHERE flow_detail_id = @f AND (id IN ({ids}) OR name IN ({names}))", [.. parameters]);
+            await using var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+                stored.Add(new StoredAtomKey(ReadId(reader, 0, "atom_details"), reader.GetString(1), reader.GetString(2)));
+        }
+        BackendSupport.CheckAgainstStored(flowId, atoms, stored);
+
+        long nextSeq;
+        await using (var seq = Command(c, tx, $"SELECT COALESCE(MAX(seq), 0) FROM {Table("atom_details")} WHERE flow_detail_id = @f", ("f", IdValue(flowId))))
+            nextSeq = Convert.ToInt64(await seq.ExecuteScalarAsync(ct).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture) + 1;
+        var existing = stored.Select(s => s.Id).ToHashSet();
+
+        var sql = $"INSERT INTO {Table("atom_details")} (flow_detail_id, id, seq, name, kind, state, data) " +
+                  $"VALUES (@f, @id, @seq, @name, @kind, @state, {Json("@data")}) " +
+                  "ON CONFLICT (flow_detail_id, id) DO UPDATE SET state = excluded.state, data = excluded.data";
+        var rows = atoms.Select(a => new (string, object?)[]
+        {
+            ("f", IdValue(flowId)), ("id", IdValue(a.Id)), ("seq", existing.Contains(a.Id) ? 0L : nextSeq++),
+            ("name", a.Name), ("kind", a.Kind), ("state", a.StateName), ("data", Encoding.UTF8.GetString(a.Data)),
+        }).ToList();
+        if (c.CanCreateBatch)
+        {
+            await using var batch = c.CreateBatch();
+            batch.Transaction = tx;
+            foreach (var row in rows)
+            {
+                var command = batch.CreateBatchCommand();
+                command.CommandText = sql;
+                foreach (var (name, value) in row)
+                {
+                    var p = command.CreateParameter();
+                    p.ParameterName = name;
+                    p.Value = value ?? DBNull.Value;
+                    command.Parameters.Add(p);
+                }
+                batch.BatchCommands.Add(command);
+            }
+            await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+        else
+        {
+            await using var cmd = Command(c, tx, sql, rows[0]);
+            foreach (var row in rows)
+            {
+                foreach (var (name, value) in row)
+                    cmd.Parameters[name].Value = value ?? DBNull.Value;
+                await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ plumbing
+
+    protected static DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
+    {
+        var cmd = connection.CreateCommand();
+        cmd.Transaction = transaction;
+        cmd.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            var p = cmd.CreateParameter();
+            p.ParameterName = name;
+            p.Value = value ?? DBNull.Value;
+            cmd.Parameters.Add(p);
+        }
+        return cmd;
+    }
+
+    protected PersistenceException Malformed(string subject, string detail, Exception? inner = null) =>
+        new($"Stored data for {subject} is malformed: {detail}. The store was changed outside TaskFlow or damaged; restore it from a backup or delete the object.", inner);
+
+    private T Build<T>(string subject, Func<T> build)
+    {
+        try { return build(); }
+        catch (ArgumentException ex) { throw Malformed(subject, ex.Message, ex); }
+    }
+
+    private async Task<T> WriteAsync<T>(string operation, Func<DbConnection, DbTransaction, Task<T>> body, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        await _schema.EnsureAsync(cancellationToken).ConfigureAwait(false);
+        if (_writeGate is not null) await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var transaction = await BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+            var result = await body(connection, transaction).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return result;
+        }
+        catch (DbException ex)
+        {
+            throw Translate(ex, operation) ?? new PersistenceException($"{StoreName}: could not {operation}: {ex.Message}", ex);
+        }
+        finally
+        {
+            _writeGate?.Release();
+        }
+    }
+
+    private async Task<T> ReadAsync<T>(string operation, Func<DbConnection, DbTransaction, Task<T>> body, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        await _schema.EnsureAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var transaction = await BeginReadAsync(connection, cancellationToken).ConfigureAwait(false);
+            var result = await body(connection, transaction).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return result;
+        }
+        catch (DbException ex)
+        {
+            throw Translate(ex, operation) ?? new PersistenceException($"{StoreName}: could not {operation}: {ex.Message}", ex);
+        }
+    }
+
+    public virtual void Dispose()
+    {
+        _schema.Dispose();
+        _writeGate?.Dispose();
+    }
+}

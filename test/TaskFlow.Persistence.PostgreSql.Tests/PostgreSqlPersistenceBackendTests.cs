@@ -1,0 +1,117 @@
+using System.Text.Json;
+using TaskFlow.Persistence;
+using TaskFlow.Persistence.PostgreSql;
+using TaskFlow.TestUtilities;
+using static TaskFlow.TestUtilities.PersistenceSamples;
+
+namespace TaskFlow.Persistence.PostgreSql.Tests;
+
+public sealed class PostgreSqlPersistenceBackendTests : DurablePersistenceBackendContract
+{
+    private readonly string _schema = PostgresTestServer.NewSchemaName();
+    private string? _connectionString;
+
+    protected override int SupportedSchemaVersion => PostgreSqlPersistenceBackend.SchemaVersion;
+
+    protected override Task<IPersistenceBackend?> CreateBackendAsync(TimeProvider clock)
+    {
+        _connectionString = PostgresTestServer.ConnectionString;
+        return Task.FromResult(_connectionString is null ? null : (IPersistenceBackend?)Reopen(clock));
+    }
+
+    protected override IPersistenceBackend Reopen(TimeProvider clock) =>
+        new PostgreSqlPersistenceBackend(new PostgreSqlPersistenceOptions { ConnectionString = _connectionString!, Schema = _schema, TimeProvider = clock });
+
+    protected override Task WriteSchemaVersionAsync(int version) =>
+        PostgresTestServer.ExecuteAsync(_connectionString!, $"UPDATE \"{_schema}\".schema_version SET version = @v", ("v", version));
+
+    protected override Task DestroyStoreAsync() =>
+        _connectionString is null ? Task.CompletedTask : PostgresTestServer.DropSchemaAsync(_connectionString, _schema);
+
+    [Fact]
+    public Task SaveAtomDetailsAsync_StringWithNul_IsRejectedAndNothingIsSaved() => RunAsync(async backend =>
+    {
+        var book = LogBook.Create("book", Clock);
+        await backend.SaveLogBookAsync(book);
+        var flow = FlowDetail.Create(book.Id, "f", Clock) with { Atoms = [TaskDetail.Create("a")] };
+        await backend.SaveFlowDetailAsync(flow);
+
+        var nul = TaskDetail.Create("nul").WithSuccess(JsonSerializer.SerializeToElement("a\0b"));
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => backend.SaveAtomDetailsAsync(flow.Id, [flow.Atoms[0] with { State = States.AtomState.Running }, nul]));
+
+        Assert.Contains("\\u0000", ex.Message);
+        AssertSameFlow(flow, await backend.GetFlowDetailAsync(flow.Id));
+    });
+
+    [Fact]
+    public Task Tables_UseJsonbColumns() => RunAsync(async backend =>
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(_connectionString);
+        await connection.OpenAsync();
+        await using var cmd = new Npgsql.NpgsqlCommand(
+            "SELECT table_name || '.' || column_name FROM information_schema.columns WHERE table_schema = @s AND data_type = 'jsonb' ORDER BY 1", connection);
+        cmd.Parameters.AddWithValue("s", _schema);
+        var columns = new List<string>();
+        await using (var reader = await cmd.ExecuteReaderAsync())
+            while (await reader.ReadAsync()) columns.Add(reader.GetString(0));
+
+        Assert.Equal(["atom_details.data", "flow_details.meta", "logbooks.meta"], columns);
+    });
+
+    [Fact]
+    public Task GetFlowDetailAsync_AtomDocumentWithWrongShape_NamesTheAtomAndTheFlow() => RunAsync(async backend =>
+    {
+        var book = LogBook.Create("book", Clock);
+        await backend.SaveLogBookAsync(book);
+        var flow = FlowDetail.Create(book.Id, "billing", Clock) with { Atoms = [TaskDetail.Create("charge")] };
+        await backend.SaveFlowDetailAsync(flow);
+        await PostgresTestServer.ExecuteAsync(_connectionString!, $"UPDATE \"{_schema}\".atom_details SET data = jsonb_set(data, '{{state}}', '\"LOST\"')");
+
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => backend.GetFlowDetailAsync(flow.Id));
+
+        Assert.Contains($"atom 'charge' ({flow.Atoms[0].Id})", ex.Message);
+        Assert.Contains($"flow detail 'billing' ({flow.Id})", ex.Message);
+        Assert.Contains("'LOST'", ex.Message);
+        Assert.Contains(_schema, ex.Message);
+    });
+}
+
+/// <summary>Tests that need no server, or deliberately a wrong one.</summary>
+public sealed class PostgreSqlPersistenceOptionsTests
+{
+    [Fact]
+    public void ToString_NeverShowsThePassword()
+    {
+        var options = new PostgreSqlPersistenceOptions { ConnectionString = "Host=db;Username=app;Password=s3cr3t-pw;Database=app" };
+
+        Assert.DoesNotContain("s3cr3t-pw", options.ToString());
+        Assert.Contains("Host=db", options.ToString());
+        Assert.DoesNotContain("s3cr3t-pw", new PostgreSqlPersistenceBackend(options).ToString());
+    }
+
+    [Theory]
+    [InlineData("Public")]
+    [InlineData("x; DROP TABLE y")]
+    [InlineData("1abc")]
+    [InlineData("")]
+    public void Constructor_UnsafeSchemaName_IsRefused(string schema)
+    {
+        var ex = Assert.Throws<ArgumentException>(() =>
+            new PostgreSqlPersistenceBackend(new PostgreSqlPersistenceOptions { ConnectionString = "Host=db", Schema = schema }));
+        Assert.Contains("schema name", ex.Message);
+    }
+
+    [Fact]
+    public async Task UnreachableServer_FailsWithAMessageWithoutThePassword()
+    {
+        // Port 9 (discard) on loopback: nothing listens there.
+        await using var backend = new PostgreSqlPersistenceBackend(
+            "Host=127.0.0.1;Port=9;Username=app;Password=s3cr3t-pw;Database=app;Timeout=2");
+
+        var ex = await Assert.ThrowsAnyAsync<Exception>(() => backend.ListLogBooksAsync());
+
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+            Assert.DoesNotContain("s3cr3t-pw", e.ToString());
+        Assert.IsType<PersistenceException>(ex);
+    }
+}

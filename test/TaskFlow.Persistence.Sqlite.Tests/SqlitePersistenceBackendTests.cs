@@ -1,0 +1,159 @@
+using Microsoft.Data.Sqlite;
+using TaskFlow.Persistence;
+using TaskFlow.Persistence.Sqlite;
+using TaskFlow.TestUtilities;
+using static TaskFlow.TestUtilities.PersistenceSamples;
+
+namespace TaskFlow.Persistence.Sqlite.Tests;
+
+public sealed class SqlitePersistenceBackendTests : DurablePersistenceBackendContract
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "taskflow-sqlite-tests", Guid.NewGuid().ToString("N"));
+
+    private string DbPath => Path.Combine(_dir, "taskflow.db");
+
+    protected override int SupportedSchemaVersion => SqlitePersistenceBackend.SchemaVersion;
+
+    protected override Task<IPersistenceBackend?> CreateBackendAsync(TimeProvider clock)
+    {
+        Directory.CreateDirectory(_dir);
+        return Task.FromResult<IPersistenceBackend?>(Reopen(clock));
+    }
+
+    protected override IPersistenceBackend Reopen(TimeProvider clock) =>
+        new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = $"Data Source={DbPath}", TimeProvider = clock });
+
+    protected override Task WriteSchemaVersionAsync(int version) =>
+        ExecuteRawAsync("UPDATE schema_version SET version = $v", ("$v", version));
+
+    protected override Task DestroyStoreAsync()
+    {
+        SqliteConnection.ClearAllPools();
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Changes the database behind the backend's back, as a bad migration or a hand edit would.</summary>
+    private async Task ExecuteRawAsync(string sql, params (string Name, object Value)[] parameters)
+    {
+        await using var connection = new SqliteConnection($"Data Source={DbPath};Pooling=False");
+        await connection.OpenAsync();
+        await using var cmd = connection.CreateCommand();
+        cmd.CommandText = sql;
+        foreach (var (name, value) in parameters) cmd.Parameters.AddWithValue(name, value);
+        Assert.True(await cmd.ExecuteNonQueryAsync() > 0, $"no row changed by: {sql}");
+    }
+
+    private async Task<FlowDetail> SavedFlowAsync()
+    {
+        var book = LogBook.Create("book", Clock);
+        await Backend!.SaveLogBookAsync(book);
+        var flow = FlowDetail.Create(book.Id, "billing", Clock) with
+        {
+            Atoms = [TaskDetail.Create("charge").WithSuccess(Json("""{"amount":"1.00"}""")), RetryDetail.Create("retry")],
+        };
+        await Backend.SaveFlowDetailAsync(flow);
+        return flow;
+    }
+
+    [Fact]
+    public async Task GetFlowDetailAsync_AtomRowWithInvalidJson_NamesTheAtomAndTheFlow()
+    {
+        var flow = await SavedFlowAsync();
+        await ExecuteRawAsync("UPDATE atom_details SET data = '{\"kind\":\"task\",\"id\":' WHERE name = 'charge'");
+
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => Backend!.GetFlowDetailAsync(flow.Id));
+
+        Assert.Contains($"atom 'charge' ({flow.Atoms[0].Id})", ex.Message);
+        Assert.Contains($"flow detail 'billing' ({flow.Id})", ex.Message);
+        Assert.Contains(DbPath, ex.Message);
+        Assert.Contains("not valid JSON", ex.Message);
+    }
+
+    [Fact]
+    public async Task GetFlowDetailAsync_AtomRowWithWrongShape_NamesTheAtomAndTheProblem()
+    {
+        var flow = await SavedFlowAsync();
+        await ExecuteRawAsync("UPDATE atom_details SET data = json_set(data, '$.history', 'oops') WHERE name = 'retry'");
+
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => Backend!.GetFlowDetailAsync(flow.Id));
+
+        Assert.Contains($"atom 'retry' ({flow.Atoms[1].Id}) of flow detail 'billing' ({flow.Id})", ex.Message);
+        Assert.Contains("'history'", ex.Message);
+        Assert.Contains(DbPath, ex.Message);
+    }
+
+    [Fact]
+    public async Task GetFlowDetailAsync_FlowRowWithInvalidMetadataOrState_NamesTheFlow()
+    {
+        var flow = await SavedFlowAsync();
+        await ExecuteRawAsync("UPDATE flow_details SET meta = '{not json' WHERE id = $id", ("$id", flow.Id.ToString("D")));
+
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => Backend!.GetFlowDetailAsync(flow.Id));
+        Assert.Contains($"flow detail 'billing' ({flow.Id})", ex.Message);
+
+        await ExecuteRawAsync("UPDATE flow_details SET meta = '{}', state = 'FINISHED' WHERE id = $id", ("$id", flow.Id.ToString("D")));
+        var state = await Assert.ThrowsAsync<PersistenceException>(() => Backend!.GetFlowDetailAsync(flow.Id));
+        Assert.Contains("'FINISHED'", state.Message);
+        Assert.Contains("flow detail 'billing'", state.Message);
+    }
+
+    [Fact]
+    public async Task Database_UsesWalJournalAndForeignKeys()
+    {
+        await SavedFlowAsync();
+        await using var connection = new SqliteConnection($"Data Source={DbPath};Pooling=False");
+        await connection.OpenAsync();
+        await using var cmd = connection.CreateCommand();
+        cmd.CommandText = "PRAGMA journal_mode";
+        Assert.Equal("wal", (string?)await cmd.ExecuteScalarAsync());
+        cmd.CommandText = "SELECT version FROM schema_version";
+        Assert.Equal(1L, (long?)await cmd.ExecuteScalarAsync());
+        cmd.CommandText = "SELECT count(*) FROM atom_details";
+        Assert.Equal(2L, (long?)await cmd.ExecuteScalarAsync());
+    }
+
+    [Theory]
+    [InlineData(SqliteDurability.FsyncEveryCommit)]
+    [InlineData(SqliteDurability.WalNoFsync)]
+    public async Task EitherDurability_StoresAndReopens(SqliteDurability durability)
+    {
+        var path = Path.Combine(_dir, $"{durability}.db");
+        var options = new SqlitePersistenceOptions { ConnectionString = $"Data Source={path}", Durability = durability };
+        var book = LogBook.Create("b", Clock);
+        await using (var backend = new SqlitePersistenceBackend(options))
+            await backend.SaveLogBookAsync(book);
+        await using (var reopened = new SqlitePersistenceBackend(options))
+            Assert.Equal(book, await reopened.GetLogBookAsync(book.Id));
+    }
+
+    [Theory]
+    [InlineData("Data Source=:memory:")]
+    [InlineData("Data Source=x;Mode=Memory;Cache=Shared")]
+    [InlineData("")]
+    public void Constructor_InMemoryOrEmptyDatabase_IsRefused(string connectionString)
+    {
+        var ex = Assert.ThrowsAny<ArgumentException>(() => new SqlitePersistenceBackend(connectionString));
+        Assert.NotEmpty(ex.Message);
+    }
+
+    [Fact]
+    public void Options_ToString_HidesThePassword()
+    {
+        var options = new SqlitePersistenceOptions { ConnectionString = "Data Source=x.db;Password=hunter2" };
+        Assert.DoesNotContain("hunter2", options.ToString());
+        Assert.Contains("x.db", options.ToString());
+    }
+
+    [Fact]
+    public async Task NonSqliteFile_IsReportedAsAPersistenceErrorNamingTheFile()
+    {
+        var path = Path.Combine(_dir, "not-a-db.db");
+        await File.WriteAllTextAsync(path, new string('x', 4096));
+        await using var backend = new SqlitePersistenceBackend($"Data Source={path}");
+
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => backend.EnsureSchemaAsync());
+
+        Assert.Contains(path, ex.Message);
+    }
+}

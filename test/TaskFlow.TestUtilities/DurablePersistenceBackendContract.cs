@@ -1,0 +1,103 @@
+using TaskFlow.Persistence;
+using TaskFlow.States;
+using static TaskFlow.TestUtilities.PersistenceSamples;
+
+namespace TaskFlow.TestUtilities;
+
+/// <summary>The contract of backends whose data outlives the backend instance: reopening and schema versions.</summary>
+public abstract class DurablePersistenceBackendContract : PersistenceBackendContract
+{
+    /// <summary>The schema version the backend writes.</summary>
+    protected abstract int SupportedSchemaVersion { get; }
+
+    /// <summary>A new backend instance on the same store as <see cref="PersistenceBackendContract.Backend"/>.</summary>
+    protected abstract IPersistenceBackend Reopen(TimeProvider clock);
+
+    /// <summary>Writes a schema version into the store directly, as a newer (or older) TaskFlow would have.</summary>
+    protected abstract Task WriteSchemaVersionAsync(int version);
+
+    [Fact]
+    public Task ReopenAfterDispose_EverythingIsStillThere() => RunAsync(async backend =>
+    {
+        var book = LogBook.Create("book", Clock) with { Metadata = Metadata() };
+        await backend.SaveLogBookAsync(book);
+        var flow = RichFlow(book.Id, Clock);
+        await backend.SaveFlowDetailAsync(flow);
+        var extra = TaskDetail.Create("extra").WithSuccess(Json("\"late\""));
+        await backend.SaveAtomDetailsAsync(flow.Id, [extra]);
+        await backend.UpdateFlowStateAsync(flow.Id, FlowState.Suspended);
+        var expected = (await backend.GetFlowDetailAsync(flow.Id))!;
+        await backend.DisposeAsync();
+
+        await using var reopened = Reopen(Clock);
+
+        Assert.Equal([book], await reopened.ListLogBooksAsync());
+        var loaded = await reopened.GetFlowDetailAsync(flow.Id);
+        AssertSameFlow(expected, loaded);
+        Assert.Equal(FlowState.Suspended, loaded!.State);
+        AssertSameAtom(extra, loaded.Atoms[^1]);
+        // The reopened store accepts writes too.
+        await reopened.SaveAtomDetailsAsync(flow.Id, [extra.WithReverted(null)]);
+        Assert.Equal(AtomState.Reverted, (await reopened.GetFlowDetailAsync(flow.Id))!.FindAtom("extra")!.State);
+    });
+
+    [Fact]
+    public Task EnsureSchemaAsync_Repeated_AndOnAnExistingStore_KeepsData() => RunAsync(async backend =>
+    {
+        var book = LogBook.Create("book", Clock);
+        await backend.SaveLogBookAsync(book);
+        await backend.EnsureSchemaAsync();
+        await backend.EnsureSchemaAsync();
+
+        await using var second = Reopen(Clock);
+        await second.EnsureSchemaAsync();
+
+        Assert.Equal(book, await second.GetLogBookAsync(book.Id));
+    });
+
+    [Fact]
+    public Task NewerSchemaVersion_IsRefusedWithBothVersions_AndTheStoreIsLeftAlone() => RunAsync(async backend =>
+    {
+        var book = LogBook.Create("book", Clock);
+        await backend.SaveLogBookAsync(book);
+        var newer = SupportedSchemaVersion + 41;
+        await WriteSchemaVersionAsync(newer);
+
+        await using (var reopened = Reopen(Clock))
+        {
+            var ex = await Assert.ThrowsAsync<PersistenceException>(() => reopened.EnsureSchemaAsync());
+            Assert.Contains($"schema version {newer}", ex.Message);
+            Assert.Contains($"up to {SupportedSchemaVersion}", ex.Message);
+        }
+        await using (var reopened = Reopen(Clock))
+        {
+            // Without an explicit EnsureSchemaAsync the first operation checks, and refuses, too.
+            await Assert.ThrowsAsync<PersistenceException>(() => reopened.SaveLogBookAsync(LogBook.Create("must not be written", Clock)));
+            await Assert.ThrowsAsync<PersistenceException>(() => reopened.ListLogBooksAsync());
+        }
+
+        await WriteSchemaVersionAsync(SupportedSchemaVersion);
+        await using var restored = Reopen(Clock);
+        Assert.Equal([book], await restored.ListLogBooksAsync());
+    });
+
+    [Fact]
+    public Task TwoInstancesOnOneStore_ParallelWrites_LoseNothing() => RunAsync(async backend =>
+    {
+        var book = LogBook.Create("book", Clock);
+        await backend.SaveLogBookAsync(book);
+        var flow = FlowDetail.Create(book.Id, "shared", Clock);
+        await backend.SaveFlowDetailAsync(flow);
+        await using var second = Reopen(Clock);
+
+        await Task.WhenAll(new[] { backend, second }.Select((instance, n) => Task.Run(async () =>
+        {
+            for (var i = 0; i < 15; i++)
+                await instance.SaveAtomDetailsAsync(flow.Id, [TaskDetail.Create($"i{n}-{i}").WithSuccess(Json(i.ToString(System.Globalization.CultureInfo.InvariantCulture)))]);
+        })));
+
+        var loaded = (await backend.GetFlowDetailAsync(flow.Id))!;
+        Assert.Equal(30, loaded.Atoms.Count);
+        Assert.Equal(30, loaded.Atoms.Select(a => a.Name).Distinct().Count());
+    });
+}
