@@ -106,9 +106,6 @@ public abstract class Atom : FlowNode
         return list;
     }
 
-    /// <summary>Names that are never bound from the store (supplied by the engine).</summary>
-    private protected virtual bool IsReservedParameter(string name) => false;
-
     /// <summary>The execute bindings: each parameter with the symbol it reads.</summary>
     public IReadOnlyList<ArgumentBinding> ExecuteBindings => Map.Execute;
 
@@ -135,11 +132,14 @@ public abstract class Atom : FlowNode
         public required ArgumentBinding[] Revert { get; init; }
         public required HashSet<string> RequiredSymbols { get; init; }
         public required HashSet<string> OptionalSymbols { get; init; }
+        /// <summary>Parameter names in binding order, shared by every call's <see cref="TaskArguments"/>.</summary>
+        public required string[] ExecuteNames { get; init; }
+        public required string[] RevertNames { get; init; }
 
         public static ArgumentMap Build(Atom atom)
         {
-            var exec = BuildBindings(atom, atom.GetExecuteParameters(), "execute", checkExtras: true);
-            var revert = BuildBindings(atom, atom.GetRevertParameters(), "revert", checkExtras: false);
+            var exec = BuildBindings(atom, atom.GetExecuteParameters(), "execute");
+            var revert = BuildBindings(atom, atom.GetRevertParameters(), "revert");
             var inject = atom._inject;
             var required = new HashSet<string>(StringComparer.Ordinal);
             var optional = new HashSet<string>(StringComparer.Ordinal);
@@ -149,10 +149,18 @@ public abstract class Atom : FlowNode
                 if (b.IsOptional) optional.Add(b.Symbol); else required.Add(b.Symbol);
             }
             optional.ExceptWith(required);
-            return new ArgumentMap { Execute = exec, Revert = revert, RequiredSymbols = required, OptionalSymbols = optional };
+            return new ArgumentMap
+            {
+                Execute = exec,
+                Revert = revert,
+                RequiredSymbols = required,
+                OptionalSymbols = optional,
+                ExecuteNames = Array.ConvertAll(exec, b => b.Parameter),
+                RevertNames = Array.ConvertAll(revert, b => b.Parameter),
+            };
         }
 
-        private static ArgumentBinding[] BuildBindings(Atom atom, IReadOnlyList<AtomParameter> declared, string method, bool checkExtras)
+        private static ArgumentBinding[] BuildBindings(Atom atom, IReadOnlyList<AtomParameter> declared, string method)
         {
             // Ordered required parameters, then optional ones (TaskFlow's signature inference + requires=).
             var required = new List<string>();
@@ -160,7 +168,6 @@ public abstract class Atom : FlowNode
             var optionalOrder = new List<string>();
             foreach (var p in declared)
             {
-                if (atom.IsReservedParameter(p.Name)) continue;
                 if (p.IsOptional) { if (optional.TryAdd(p.Name, p.DefaultValue)) optionalOrder.Add(p.Name); }
                 else if (!required.Contains(p.Name)) required.Add(p.Name);
             }
@@ -204,7 +211,8 @@ public abstract class Atom : FlowNode
                         required.Add(param);
                     }
                 }
-                if (extras.Count > 0 && checkExtras)
+                // Rebinding names the execute parameters; a revert that takes fewer parameters simply ignores the rest.
+                if (extras.Count > 0 && method == "execute")
                     throw new FlowDefinitionException(
                         $"Atom '{atom.Name}' rebinds {string.Join(", ", extras.Select(e => $"'{e}'"))}, which {(extras.Count == 1 ? "is not a parameter" : "are not parameters")} of its {method} " +
                         $"(parameters: {string.Join(", ", required.Concat(optionalOrder))}). Extra arguments cannot be bound.");

@@ -5,12 +5,15 @@ namespace TaskFlow.Atoms;
 /// <summary>What the engine gives a running task besides its arguments: its name, cancellation and progress reporting.</summary>
 public sealed class TaskContext
 {
-    private readonly Action<string, double, object?>? _progress;
+    private readonly int _node;
+    private readonly Action<int, double, object?>? _progress;
 
-    internal TaskContext(string atomName, CancellationToken cancellationToken, Action<string, double, object?>? progress)
+    // One context per atom and run: the engine hands the same instance to every call of that atom.
+    internal TaskContext(string atomName, int node, CancellationToken cancellationToken, Action<int, double, object?>? progress)
     {
         AtomName = atomName;
         CancellationToken = cancellationToken;
+        _node = node;
         _progress = progress;
     }
 
@@ -24,7 +27,7 @@ public sealed class TaskContext
     public void ReportProgress(double progress, object? details = null)
     {
         if (double.IsNaN(progress)) throw new ArgumentOutOfRangeException(nameof(progress), "Progress must be a number between 0 and 1.");
-        _progress?.Invoke(AtomName, Math.Clamp(progress, 0.0, 1.0), details);
+        _progress?.Invoke(_node, Math.Clamp(progress, 0.0, 1.0), details);
     }
 }
 

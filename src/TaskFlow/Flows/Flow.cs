@@ -90,6 +90,19 @@ public abstract class Flow : FlowNode, IEnumerable<FlowNode>
     /// <summary>The symbols the flow needs from outside (what its atoms require and nothing earlier in it provides).</summary>
     public abstract IReadOnlySet<string> RequiredSymbols { get; }
 
+    /// <summary>The requirements a flow starts from: its retry's requirements, and (out) what its retry provides.</summary>
+    private protected HashSet<string> RetryRequirements(out HashSet<string> retryProvides)
+    {
+        var requires = new HashSet<string>(StringComparer.Ordinal);
+        retryProvides = new HashSet<string>(StringComparer.Ordinal);
+        if (Retry is not null)
+        {
+            requires.UnionWith(Retry.RequiredSymbols);
+            retryProvides.UnionWith(Retry.ProvidedSymbols);
+        }
+        return requires;
+    }
+
     internal static IReadOnlySet<string> ProvidesOf(FlowNode node) => node switch
     {
         Atom a => new HashSet<string>(a.ProvidedSymbols, StringComparer.Ordinal),
@@ -141,13 +154,7 @@ public sealed class LinearFlow : Flow
     {
         get
         {
-            var requires = new HashSet<string>(StringComparer.Ordinal);
-            var prior = new HashSet<string>(StringComparer.Ordinal);
-            if (Retry is not null)
-            {
-                requires.UnionWith(Retry.RequiredSymbols);
-                prior.UnionWith(Retry.ProvidedSymbols);
-            }
+            var requires = RetryRequirements(out var prior);
             foreach (var c in Children)
             {
                 foreach (var r in RequiresOf(c)) if (!prior.Contains(r)) requires.Add(r);
@@ -172,10 +179,9 @@ public sealed class UnorderedFlow : Flow
     {
         get
         {
-            var requires = new HashSet<string>(StringComparer.Ordinal);
-            if (Retry is not null) requires.UnionWith(Retry.RequiredSymbols);
+            var requires = RetryRequirements(out var retryProvides);
             foreach (var c in Children) requires.UnionWith(RequiresOf(c));
-            if (Retry is not null) requires.ExceptWith(Retry.ProvidedSymbols);
+            requires.ExceptWith(retryProvides);
             return requires;
         }
     }
@@ -235,14 +241,9 @@ public sealed class GraphFlow : Flow
     {
         get
         {
-            var requires = new HashSet<string>(StringComparer.Ordinal);
-            var retryProvides = new HashSet<string>(StringComparer.Ordinal);
-            if (Retry is not null)
-            {
-                requires.UnionWith(Retry.RequiredSymbols);
-                retryProvides.UnionWith(Retry.ProvidedSymbols);
-            }
-            foreach (var c in Children) requires.UnionWith(Unsatisfied(c, _edges, retryProvides));
+            var requires = RetryRequirements(out var retryProvides);
+            var preds = PredecessorsOf(_edges);
+            foreach (var c in Children) requires.UnionWith(Unsatisfied(c, preds, retryProvides));
             return requires;
         }
     }
@@ -258,20 +259,29 @@ public sealed class GraphFlow : Flow
             foreach (var v in Retry.RequiredSymbols) Append(required, v, Retry);
             foreach (var v in Retry.ProvidedSymbols) { retryProvides.Add(v); Append(provided, v, Retry); }
         }
+        var edges = CloneEdges();
+        var preds = PredecessorsOf(edges); // kept in step with edges below
         foreach (var node in Children)
         {
-            foreach (var v in Unsatisfied(node, _edges, retryProvides)) Append(required, v, node);
+            foreach (var v in Unsatisfied(node, preds, retryProvides)) Append(required, v, node);
             foreach (var v in ProvidesOf(node)) Append(provided, v, node);
         }
+        void Infer(FlowNode from, FlowNode to)
+        {
+            if (AddEdge(edges, new FlowLink(from, to), overwrite: false))
+            {
+                if (!preds.TryGetValue(to, out var l)) preds[to] = l = [];
+                l.Add(from);
+            }
+        }
 
-        var edges = CloneEdges();
         var members = new List<FlowNode>(Children);
         foreach (var node in nodes)
         {
             if (members.Exists(m => ReferenceEquals(m, node)))
                 throw new DuplicateAtomNameException($"'{node.Name}' is already a child of graph flow '{Name}'; a node can be added only once.");
             members.Add(node);
-            foreach (var v in Unsatisfied(node, edges, retryProvides).Order(StringComparer.Ordinal))
+            foreach (var v in Unsatisfied(node, preds, retryProvides).Order(StringComparer.Ordinal))
             {
                 if (provided.TryGetValue(v, out var providers))
                 {
@@ -280,7 +290,7 @@ public sealed class GraphFlow : Flow
                             $"Graph flow '{Name}': '{node.Name}' requires '{v}', which {string.Join(" and ", providers.Select(p => $"'{p.Name}'"))} both provide; " +
                             "rebind the requirement or link the intended provider explicitly.");
                     if (ReferenceEquals(providers[0], Retry)) continue;
-                    AddEdge(edges, new FlowLink(providers[0], node), overwrite: false);
+                    Infer(providers[0], node);
                 }
                 else
                 {
@@ -294,7 +304,7 @@ public sealed class GraphFlow : Flow
                 {
                     foreach (var requiree in requirees.ToArray())
                         if (!ReferenceEquals(requiree, node) && !ReferenceEquals(requiree, Retry))
-                            AddEdge(edges, new FlowLink(node, requiree), overwrite: false);
+                            Infer(node, requiree);
                     required.Remove(v);
                 }
             }
@@ -310,13 +320,8 @@ public sealed class GraphFlow : Flow
         list.Add(node);
     }
 
-    private static IEnumerable<string> Unsatisfied(FlowNode node, Dictionary<FlowNode, Dictionary<FlowNode, FlowLink>> edges, HashSet<string> retryProvides)
+    private static Dictionary<FlowNode, List<FlowNode>> PredecessorsOf(Dictionary<FlowNode, Dictionary<FlowNode, FlowLink>> edges)
     {
-        var requires = new HashSet<string>(RequiresOf(node), StringComparer.Ordinal);
-        if (requires.Count == 0) return requires;
-        requires.ExceptWith(retryProvides);
-        if (requires.Count == 0) return requires;
-        // Subtract what every transitive predecessor provides.
         var preds = new Dictionary<FlowNode, List<FlowNode>>(ReferenceEqualityComparer.Instance);
         foreach (var (from, tos) in edges)
             foreach (var to in tos.Keys)
@@ -324,6 +329,16 @@ public sealed class GraphFlow : Flow
                 if (!preds.TryGetValue(to, out var l)) preds[to] = l = [];
                 l.Add(from);
             }
+        return preds;
+    }
+
+    /// <summary>What <paramref name="node"/> requires that neither the retry nor any transitive predecessor provides.</summary>
+    private static IEnumerable<string> Unsatisfied(FlowNode node, Dictionary<FlowNode, List<FlowNode>> preds, HashSet<string> retryProvides)
+    {
+        var requires = new HashSet<string>(RequiresOf(node), StringComparer.Ordinal);
+        if (requires.Count == 0) return requires;
+        requires.ExceptWith(retryProvides);
+        if (requires.Count == 0) return requires;
         var seen = new HashSet<FlowNode>(ReferenceEqualityComparer.Instance);
         var queue = new Queue<FlowNode>();
         queue.Enqueue(node);
@@ -349,10 +364,13 @@ public sealed class GraphFlow : Flow
         return clone;
     }
 
-    private static void AddEdge(Dictionary<FlowNode, Dictionary<FlowNode, FlowLink>> edges, FlowLink link, bool overwrite)
+    /// <summary>Adds (or with <paramref name="overwrite"/> replaces) an edge; true when the edge is new.</summary>
+    private static bool AddEdge(Dictionary<FlowNode, Dictionary<FlowNode, FlowLink>> edges, FlowLink link, bool overwrite)
     {
         if (!edges.TryGetValue(link.From, out var tos)) edges[link.From] = tos = new Dictionary<FlowNode, FlowLink>(ReferenceEqualityComparer.Instance);
-        if (overwrite || !tos.ContainsKey(link.To)) tos[link.To] = link;
+        bool isNew = !tos.ContainsKey(link.To);
+        if (overwrite || isNew) tos[link.To] = link;
+        return isNew;
     }
 
     private void EnsureAcyclic(Dictionary<FlowNode, Dictionary<FlowNode, FlowLink>> edges, string what)

@@ -26,8 +26,10 @@ public sealed class FlowStorage
     // TaskFlow's failure cache: kept across resets by retries (see SPEC note N8), cleared only by a full reset.
     internal readonly Dictionary<int, Failure> ExecuteFailureCache = [];
     internal readonly Dictionary<int, Failure> RevertFailureCache = [];
-    private readonly Dictionary<string, object?> _store;
+    // Copy-on-write: argument lookups read the current dictionary without a lock; Inject publishes a new one.
+    private volatile Dictionary<string, object?> _store;
     private readonly Lock _storeGate = new();
+    private readonly TaskArguments?[] _noArguments;
     private readonly ScopeResolution?[][] _resolutions;
 
     internal FlowStorage(CompiledFlow compiled, IEnumerable<KeyValuePair<string, object?>> store)
@@ -43,43 +45,39 @@ public sealed class FlowStorage
         Histories = new List<RetryAttempt>?[n];
         Progress = new double[n];
         _resolutions = new ScopeResolution?[n][];
+        _noArguments = new TaskArguments?[n];
         foreach (var node in compiled.AtomNodes)
             if (compiled.Kinds[node] == NodeKind.Retry) Histories[node] = [];
-        _store = new Dictionary<string, object?>(StringComparer.Ordinal);
+        var initial = new Dictionary<string, object?>(StringComparer.Ordinal);
         foreach (var (k, v) in store)
         {
             ArgumentNullException.ThrowIfNull(k, "store key");
-            _store[k] = v;
+            initial[k] = v;
         }
+        _store = initial;
     }
 
     /// <summary>The flow-level store (a copy).</summary>
-    public IReadOnlyDictionary<string, object?> Store
-    {
-        get { lock (_storeGate) return new Dictionary<string, object?>(_store, StringComparer.Ordinal); }
-    }
+    public IReadOnlyDictionary<string, object?> Store => new Dictionary<string, object?>(_store, StringComparer.Ordinal);
 
     /// <summary>Adds or replaces flow-level values (TaskFlow's <c>storage.inject</c>).</summary>
     public void Inject(IEnumerable<KeyValuePair<string, object?>> values)
     {
         ArgumentNullException.ThrowIfNull(values);
+        var pairs = values.ToArray();
+        foreach (var (k, _) in pairs)
+            if (string.IsNullOrWhiteSpace(k)) throw new ArgumentException("Store keys must be non-empty symbol names.", nameof(values));
         lock (_storeGate)
-            foreach (var (k, v) in values)
-            {
-                if (string.IsNullOrWhiteSpace(k)) throw new ArgumentException("Store keys must be non-empty symbol names.", nameof(values));
-                _store[k] = v;
-            }
+        {
+            var next = new Dictionary<string, object?>(_store, StringComparer.Ordinal);
+            foreach (var (k, v) in pairs) next[k] = v;
+            _store = next;
+        }
     }
 
-    internal bool TryGetStore(string symbol, out object? value)
-    {
-        lock (_storeGate) return _store.TryGetValue(symbol, out value);
-    }
+    internal bool TryGetStore(string symbol, out object? value) => _store.TryGetValue(symbol, out value);
 
-    internal bool StoreContains(string symbol)
-    {
-        lock (_storeGate) return _store.ContainsKey(symbol);
-    }
+    internal bool StoreContains(string symbol) => _store.ContainsKey(symbol);
 
     /// <summary>The state of an atom.</summary>
     public AtomState GetAtomState(string atomName) => States[NodeOf(atomName)];
@@ -149,28 +147,14 @@ public sealed class FlowStorage
     /// Every symbol some holder currently has a value for (TaskFlow's <c>fetch_all</c>): one holder gives the value,
     /// several give an <see cref="IReadOnlyList{T}"/> of their values (store first, then registration order).
     /// </summary>
-    public IReadOnlyDictionary<string, object?> FetchAll()
-    {
-        var result = new Dictionary<string, object?>(StringComparer.Ordinal);
-        var names = new List<string>();
-        lock (_storeGate) names.AddRange(_store.Keys);
-        foreach (var k in Compiled.Providers.Keys) if (!names.Contains(k)) names.Add(k);
-        foreach (var name in names)
-        {
-            var values = FetchMany(name, firstOnly: false);
-            if (values is null || values.Count == 0) continue;
-            result[name] = values.Count == 1 ? values[0] : values;
-        }
-        return result;
-    }
+    public IReadOnlyDictionary<string, object?> FetchAll() =>
+        FetchAllHolders().ToDictionary(kv => kv.Key, kv => kv.Value.Count == 1 ? kv.Value[0] : (object?)kv.Value, StringComparer.Ordinal);
 
     /// <summary>Like <see cref="FetchAll"/>, but every symbol maps to the list of its holders' values (one per holder).</summary>
     public IReadOnlyDictionary<string, IReadOnlyList<object?>> FetchAllHolders()
     {
         var result = new Dictionary<string, IReadOnlyList<object?>>(StringComparer.Ordinal);
-        var names = new List<string>();
-        lock (_storeGate) names.AddRange(_store.Keys);
-        foreach (var k in Compiled.Providers.Keys) if (!names.Contains(k)) names.Add(k);
+        var names = _store.Keys.Union(Compiled.Providers.Keys, StringComparer.Ordinal).ToList();
         foreach (var name in names)
         {
             var values = FetchMany(name, firstOnly: false);
@@ -238,10 +222,9 @@ public sealed class FlowStorage
                 return true;
             case ProvidesSpec.ProvidesKind.Positional:
             {
-                int index = -1;
-                for (int i = 0; i < spec.Names.Count; i++) if (spec.Names[i] == symbol) { index = i; break; }
                 // With duplicate names the last position wins, as in a Python dict built from the names.
-                for (int i = spec.Names.Count - 1; i >= 0; i--) if (spec.Names[i] == symbol) { index = i; break; }
+                int index = spec.Names.Count - 1;
+                while (index >= 0 && spec.Names[index] != symbol) index--;
                 switch (container)
                 {
                     case string text when index < text.Length:
@@ -365,19 +348,19 @@ public sealed class FlowStorage
     internal TaskArguments FetchArguments(int node, bool revert)
     {
         var atom = Compiled.Atoms[node]!;
-        var bindings = revert ? atom.RevertBindings : atom.ExecuteBindings;
-        if (bindings.Count == 0) return TaskArguments.Empty(atom.Name);
-        var names = new string[bindings.Count];
-        var values = new object?[bindings.Count];
-        var present = new bool[bindings.Count];
+        var map = atom.Map;
+        var bindings = revert ? map.Revert : map.Execute;
+        if (bindings.Length == 0) return _noArguments[node] ??= TaskArguments.Empty(atom.Name);
+        var values = new object?[bindings.Length];
+        var present = new bool[bindings.Length];
         var inject = atom.Inject;
-        for (int i = 0; i < bindings.Count; i++)
+        var store = _store;
+        for (int i = 0; i < bindings.Length; i++)
         {
             var b = bindings[i];
-            names[i] = b.Parameter;
             if (inject is not null && inject.TryGetValue(b.Symbol, out var iv)) { values[i] = iv; present[i] = true; continue; }
+            if (store.TryGetValue(b.Symbol, out var sv)) { values[i] = sv; present[i] = true; continue; }
             var resolution = Resolve(node, i, b, revert);
-            if (TryGetStore(b.Symbol, out var sv)) { values[i] = sv; present[i] = true; continue; }
             if (!resolution.Registered)
             {
                 if (b.IsOptional) { values[i] = b.DefaultValue; continue; }
@@ -387,7 +370,7 @@ public sealed class FlowStorage
                 throw new NotFoundException($"Atom '{atom.Name}' parameter '{b.Parameter}' reads '{b.Symbol}', but no provider visible to it has produced that value.");
             present[i] = true;
         }
-        return new TaskArguments(atom.Name, names, values, present);
+        return new TaskArguments(atom.Name, revert ? map.RevertNames : map.ExecuteNames, values, present);
     }
 
     private bool TryFromProviders(Atom consumer, ScopeResolution resolution, ArgumentBinding b, out object? value)

@@ -43,7 +43,12 @@ internal static class AtomActions
             if (state == old) return;
             s.States[node] = state;
         }
-        if (!isRetry && state is AtomState.Running or AtomState.Reverting or AtomState.Pending) s.Progress[node] = 0.0;
+        // Task progress as TaskFlow keeps it: 0 when a call starts or the task is reset, 1 when a call succeeds.
+        if (!isRetry)
+        {
+            if (state is AtomState.Running or AtomState.Reverting or AtomState.Pending) s.Progress[node] = 0.0;
+            else if (state is AtomState.Success or AtomState.Reverted) s.Progress[node] = 1.0;
+        }
         var hub = engine.Notifications;
         if (hub.HasSubscribers<AtomStateChanged>())
         {
@@ -72,7 +77,7 @@ internal static class AtomActions
                 s.FailureOf[node] = null;
                 s.RevertFailureOf[node] = null;
                 s.RevertResults[node] = null;
-                if (isRetry) s.Histories[node]!.Add(new RetryAttempt(result, new Dictionary<string, Failure>(StringComparer.Ordinal)));
+                if (isRetry) s.Histories[node]!.Add(new RetryAttempt(result, FlowTask.EmptyFailures));
                 else s.Results[node] = result;
                 break;
             case AtomState.Reverted:

@@ -13,7 +13,8 @@ namespace TaskFlow.Engines.Scheduling;
 /// <summary>
 /// The engine's run loop: TaskFlow's machine (RESUMING → SCHEDULING → WAITING → ANALYZING → … → GAME_OVER) with
 /// the selector, scheduler and completer. Readiness is checked against neighbours only (a linear flow costs O(1)
-/// per atom), never by rescanning the graph. All state changes happen on the loop; tasks only run user code.
+/// per atom), never by rescanning the graph, and the walks reuse the loop's scratch space instead of allocating.
+/// All state changes happen on the loop; tasks only run user code.
 /// </summary>
 internal sealed class EngineLoop
 {
@@ -24,8 +25,12 @@ internal sealed class EngineLoop
     private readonly bool _parallel;
     private readonly SemaphoreSlim? _throttle;
     private readonly Channel<Completion>? _completions;
+    private readonly TaskContext?[] _contexts;
+    private readonly Action<int, double, object?> _onProgress;
+    private readonly List<(int From, FlowLink Link)>?[] _edgeDeciders;
 
-    private EngineState _state = EngineState.Undefined;
+    // What the next call of NextAsync does; the state it returns is the one it performed.
+    private EngineState _next = EngineState.Resuming;
     private readonly List<int> _nextUp = [];
     private readonly bool[] _inNextUp;
     private readonly List<Completion> _done = [];
@@ -33,13 +38,40 @@ internal sealed class EngineLoop
     private int _inFlight;
     private bool _anyCancelled;
 
-    private readonly struct Completion(int node, bool isRevert, object? result, Failure? failure, bool cancelled)
+    // Browsing (which calls the readiness checks) and the readiness checks each have their own scratch walk.
+    private readonly Walk _browseWalk;
+    private readonly Walk _readyWalk;
+
+    private readonly record struct Completion(int Node, bool IsRevert, object? Result, Failure? Failure, bool Cancelled);
+
+    /// <summary>Verdict of a readiness walk on one atom: blocks readiness, settles its branch, or is looked through.</summary>
+    private enum Verdict { Block, Settled, LookThrough }
+
+    /// <summary>
+    /// Visited marks for one kind of walk: a node is visited in the current walk when its mark equals the stamp, so
+    /// starting a walk costs nothing. Browsing keeps a queue (TaskFlow browses breadth-first), readiness checks a stack.
+    /// </summary>
+    private sealed class Walk(int nodeCount)
     {
-        public int Node { get; } = node;
-        public bool IsRevert { get; } = isRevert;
-        public object? Result { get; } = result;
-        public Failure? Failure { get; } = failure;
-        public bool Cancelled { get; } = cancelled;
+        private readonly int[] _marks = new int[nodeCount];
+        private int _stamp;
+        public readonly Stack<int> Stack = new();
+        public readonly Queue<int> Queue = new();
+
+        public void Start()
+        {
+            if (++_stamp == int.MaxValue) { Array.Clear(_marks); _stamp = 1; }
+            Stack.Clear();
+            Queue.Clear();
+        }
+
+        /// <summary>Marks <paramref name="node"/> visited; false when it already was in this walk.</summary>
+        public bool Visit(int node)
+        {
+            if (_marks[node] == _stamp) return false;
+            _marks[node] = _stamp;
+            return true;
+        }
     }
 
     public EngineLoop(FlowEngine engine, FlowStorage storage, CancellationToken cancellationToken)
@@ -50,6 +82,11 @@ internal sealed class EngineLoop
         _cancellationToken = cancellationToken;
         _parallel = engine.IsParallel;
         _inNextUp = new bool[_c.NodeCount];
+        _contexts = new TaskContext?[_c.NodeCount];
+        _edgeDeciders = new List<(int, FlowLink)>?[_c.NodeCount];
+        _onProgress = OnProgress;
+        _browseWalk = new Walk(_c.NodeCount);
+        _readyWalk = new Walk(_c.NodeCount);
         if (_parallel)
         {
             int max = engine.Options.MaxDegreeOfParallelism;
@@ -60,49 +97,50 @@ internal sealed class EngineLoop
 
     public async ValueTask<EngineState> NextAsync()
     {
-        switch (_state)
+        var current = _next;
+        switch (current)
         {
-            case EngineState.Undefined:
-                Resume();
-                return _state = EngineState.Resuming;
             case EngineState.Resuming:
-            case EngineState.Analyzing when _pendingTransition == EngineState.Scheduling:
-                await ScheduleAsync().ConfigureAwait(false);
-                return _state = EngineState.Scheduling;
+                Resume();
+                _next = EngineState.Scheduling;
+                break;
             case EngineState.Scheduling:
-            case EngineState.Analyzing when _pendingTransition == EngineState.Waiting:
-                await WaitAsync().ConfigureAwait(false);
-                return _state = EngineState.Waiting;
+                await ScheduleAsync().ConfigureAwait(false);
+                _next = EngineState.Waiting;
+                break;
             case EngineState.Waiting:
-                _pendingTransition = Analyze();
-                return _state = EngineState.Analyzing;
+                await WaitAsync().ConfigureAwait(false);
+                _next = EngineState.Analyzing;
+                break;
             case EngineState.Analyzing:
-                return _state = EngineState.GameOver;
+                _next = Analyze();
+                break;
             case EngineState.GameOver:
-                return _state = GameOver();
+                _next = EngineState.Undefined;
+                return GameOver();
             default:
-                throw new InvalidStateException($"Engine loop of flow '{_c.Root.Name}' has already finished in {_state}.");
+                throw new InvalidStateException($"Engine loop of flow '{_c.Root.Name}' has already finished.");
         }
+        return current;
     }
-
-    private EngineState _pendingTransition;
 
     // ---------------- RESUMING ----------------
 
     private void Resume()
     {
-        var unfinished = new List<int>();
         foreach (var node in _c.AtomNodes)
             if (_s.States[node] == AtomState.Failure)
                 ProcessAtomFailure(node, _s.FailureOf[node]!);
         foreach (var node in _c.AtomNodes)
-            if (_s.Histories[node] is not null && _s.States[node] == AtomState.Retrying)
+            if (_c.Kinds[node] == NodeKind.Retry && _s.States[node] == AtomState.Retrying)
                 RetrySubflow(node);
         foreach (var node in _c.AtomNodes)
             if (_s.States[node] is AtomState.Running or AtomState.Reverting)
-                unfinished.Add(node);
-        foreach (var n in unfinished) AddNext(n);
-        foreach (var n in BrowseAll(applyDeciders: true)) AddNext(n);
+                AddNext(node);
+        foreach (var node in _c.AtomNodes)
+            if (IsReadyForExecute(node) && CheckDeciders(node)) AddNext(node);
+        foreach (var node in _c.AtomNodes)
+            if (IsReadyForRevert(node)) AddNext(node);
     }
 
     private void AddNext(int node)
@@ -116,18 +154,18 @@ internal sealed class EngineLoop
 
     private async ValueTask ScheduleAsync()
     {
-        if (_engine.State == FlowState.Running && _nextUp.Count > 0 && !_engine.SuspendRequested)
+        // Scheduling adds nothing to _nextUp, so the batch is walked in place and cleared afterwards; a scheduling
+        // failure drops the rest of the batch, as TaskFlow does.
+        try
         {
-            var batch = _nextUp.ToArray();
-            foreach (var n in batch) _inNextUp[n] = false;
-            _nextUp.Clear();
-            if (batch.Length > 1) SortByPriority(batch);
-            foreach (var node in batch)
+            if (_engine.State != FlowState.Running || _nextUp.Count == 0 || _engine.SuspendRequested) return;
+            SortByPriority();
+            for (int i = 0; i < _nextUp.Count; i++)
             {
+                int node = _nextUp[i];
                 // An atom picked as ready may have been redirected since (a failure resolved in the same batch):
                 // never start or revert it then (TaskFlow would revert an atom that never ran; SPEC note N13).
-                var state = _s.States[node];
-                if (state is not (AtomState.Running or AtomState.Reverting) && !IsReadyForExecute(node) && !IsReadyForRevert(node))
+                if (_s.States[node] is not (AtomState.Running or AtomState.Reverting) && !IsReadyForExecute(node) && !IsReadyForRevert(node))
                     continue;
                 try
                 {
@@ -140,15 +178,23 @@ internal sealed class EngineLoop
                 }
             }
         }
+        finally
+        {
+            foreach (var n in _nextUp) _inNextUp[n] = false;
+            _nextUp.Clear();
+        }
     }
 
-    private void SortByPriority(int[] batch)
+    private void SortByPriority()
     {
+        if (_nextUp.Count < 2) return;
         bool any = false;
-        foreach (var n in batch) if (_c.Atoms[n]!.Priority != 0) { any = true; break; }
+        foreach (var n in _nextUp) if (_c.Atoms[n]!.Priority != 0) { any = true; break; }
         if (!any) return;
-        var ordered = batch.Select((n, i) => (n, i)).OrderByDescending(x => _c.Atoms[x.n]!.Priority).ThenBy(x => x.i).Select(x => x.n).ToArray();
-        ordered.CopyTo(batch, 0);
+        // Stable: equal priorities keep the order they became ready in.
+        var ordered = _nextUp.Select((n, i) => (n, i)).OrderByDescending(x => _c.Atoms[x.n]!.Priority).ThenBy(x => x.i).Select(x => x.n).ToArray();
+        _nextUp.Clear();
+        _nextUp.AddRange(ordered);
     }
 
     private async ValueTask ScheduleOneAsync(int node)
@@ -175,81 +221,81 @@ internal sealed class EngineLoop
             }
             return;
         }
-        var task = (FlowTask)atom;
+        TaskCall call;
         switch (intention)
         {
             case AtomIntention.Execute:
-            {
                 AtomActions.ChangeState(_engine, _s, node, AtomState.Running);
-                var args = _s.FetchArguments(node, revert: false);
-                await RunAsync(node, false, ct => task.ExecuteAsync(args, NewContext(atom, ct))).ConfigureAwait(false);
+                call = new TaskCall(node, (FlowTask)atom, _s.FetchArguments(node, revert: false), false, default, null);
                 break;
-            }
             case AtomIntention.Revert:
             {
                 AtomActions.ChangeState(_engine, _s, node, AtomState.Reverting);
                 var args = _s.FetchArguments(node, revert: true);
                 _s.TryGetExecuteResult(node, out var prior, out _);
                 var outcome = prior is Failure pf ? TaskOutcome.FromFailure(pf) : TaskOutcome.FromValue(prior);
-                var failures = _s.GetFailures();
-                await RunAsync(node, true, ct => task.RevertAsync(args, outcome, failures, NewContext(atom, ct))).ConfigureAwait(false);
+                call = new TaskCall(node, (FlowTask)atom, args, true, outcome, _s.GetFailures());
                 break;
             }
             default:
                 throw new InvalidStateException($"Task '{atom.Name}' cannot be scheduled with intention {intention.ToTaskFlowName()}.");
         }
-    }
-
-    private TaskContext NewContext(Atom atom, CancellationToken ct) => new(atom.Name, ct, OnProgress);
-
-    private void OnProgress(string atomName, double progress, object? details)
-    {
-        if (_c.NodeByAtomName.TryGetValue(atomName, out var node)) Volatile.Write(ref _s.Progress[node], progress);
-        var hub = _engine.Notifications;
-        if (hub.HasSubscribers<TaskProgressChanged>()) hub.Publish(new TaskProgressChanged(atomName, progress, details));
-    }
-
-    private async ValueTask RunAsync(int node, bool isRevert, Func<CancellationToken, ValueTask<object?>> work)
-    {
         if (!_parallel)
         {
-            _done.Add(await InvokeAsync(node, isRevert, work).ConfigureAwait(false));
+            _done.Add(await InvokeAsync(call).ConfigureAwait(false));
             return;
         }
         _inFlight++;
-        var writer = _completions!.Writer;
-        var throttle = _throttle;
-        _ = Task.Run(async () =>
-        {
-            if (throttle is not null) await throttle.WaitAsync().ConfigureAwait(false);
-            Completion c;
-            try
-            {
-                c = await InvokeAsync(node, isRevert, work).ConfigureAwait(false);
-            }
-            finally
-            {
-                throttle?.Release();
-            }
-            writer.TryWrite(c);
-        });
+        _ = Task.Run(() => InvokeThrottledAsync(call));
     }
 
-    private async ValueTask<Completion> InvokeAsync(int node, bool isRevert, Func<CancellationToken, ValueTask<object?>> work)
+    /// <summary>Everything one task call needs, fixed at scheduling time on the loop.</summary>
+    private readonly record struct TaskCall(int Node, FlowTask Task, TaskArguments Arguments, bool IsRevert, TaskOutcome Outcome, IReadOnlyDictionary<string, Failure>? FlowFailures);
+
+    private TaskContext ContextOf(int node) =>
+        _contexts[node] ??= new TaskContext(_c.Atoms[node]!.Name, node, _cancellationToken, _onProgress);
+
+    private void OnProgress(int node, double progress, object? details)
+    {
+        Volatile.Write(ref _s.Progress[node], progress);
+        var hub = _engine.Notifications;
+        if (hub.HasSubscribers<TaskProgressChanged>()) hub.Publish(new TaskProgressChanged(_c.Atoms[node]!.Name, progress, details));
+    }
+
+    private async Task InvokeThrottledAsync(TaskCall call)
+    {
+        var throttle = _throttle;
+        if (throttle is not null) await throttle.WaitAsync().ConfigureAwait(false);
+        Completion completion;
+        try
+        {
+            completion = await InvokeAsync(call).ConfigureAwait(false);
+        }
+        finally
+        {
+            throttle?.Release();
+        }
+        _completions!.Writer.TryWrite(completion);
+    }
+
+    private async ValueTask<Completion> InvokeAsync(TaskCall call)
     {
         try
         {
-            var result = await work(_cancellationToken).ConfigureAwait(false);
-            return new Completion(node, isRevert, result, null, false);
+            var context = ContextOf(call.Node);
+            var result = call.IsRevert
+                ? await call.Task.RevertAsync(call.Arguments, call.Outcome, call.FlowFailures!, context).ConfigureAwait(false)
+                : await call.Task.ExecuteAsync(call.Arguments, context).ConfigureAwait(false);
+            return new Completion(call.Node, call.IsRevert, result, null, false);
         }
         catch (OperationCanceledException) when (_cancellationToken.IsCancellationRequested)
         {
             // Cancelled by the run's token: the atom is left RUNNING/REVERTING, as after a crash, and runs again on resume.
-            return new Completion(node, isRevert, null, null, true);
+            return new Completion(call.Node, call.IsRevert, null, null, true);
         }
         catch (Exception e)
         {
-            return new Completion(node, isRevert, null, Failure.FromException(e), false);
+            return new Completion(call.Node, call.IsRevert, null, Failure.FromException(e), false);
         }
     }
 
@@ -288,8 +334,7 @@ internal sealed class EngineLoop
     {
         if (!_parallel || _inFlight == 0) return;
         var reader = _completions!.Reader;
-        var first = await reader.ReadAsync().ConfigureAwait(false);
-        _done.Add(first);
+        _done.Add(await reader.ReadAsync().ConfigureAwait(false));
         _inFlight--;
         while (reader.TryRead(out var more))
         {
@@ -302,36 +347,25 @@ internal sealed class EngineLoop
 
     private EngineState Analyze()
     {
-        var completions = _done.ToArray();
-        _done.Clear();
-        foreach (var c in completions)
+        // Completing adds nothing to _done, so it is walked in place.
+        foreach (var c in _done)
         {
-            bool cancelled = c.Cancelled;
-            if (cancelled) _anyCancelled = true;
-            else
+            if (c.Cancelled)
             {
-                try
-                {
-                    Complete(c);
-                }
-                catch (Exception e)
-                {
-                    _failures.Add(Failure.FromException(e));
-                    continue;
-                }
+                _anyCancelled = true;
+                continue;
             }
-            if (_failures.Count == 0 && !cancelled)
+            try
             {
-                try
-                {
-                    foreach (var n in NextAtoms(c.Node)) AddNext(n);
-                }
-                catch (Exception e)
-                {
-                    _failures.Add(Failure.FromException(e));
-                }
+                Complete(c);
+                if (_failures.Count == 0) AddNextAtoms(c.Node);
+            }
+            catch (Exception e)
+            {
+                _failures.Add(Failure.FromException(e));
             }
         }
+        _done.Clear();
         if (_engine.State == FlowState.Running && !_engine.SuspendRequested && _nextUp.Count > 0 && _failures.Count == 0)
             return EngineState.Scheduling;
         if (_inFlight > 0) return EngineState.Waiting;
@@ -341,7 +375,6 @@ internal sealed class EngineLoop
     private void Complete(Completion c)
     {
         int node = c.Node;
-        bool isRetry = _s.Histories[node] is not null;
         if (!c.IsRevert)
         {
             if (c.Failure is { } f)
@@ -352,21 +385,16 @@ internal sealed class EngineLoop
             else
             {
                 AtomActions.ChangeState(_engine, _s, node, AtomState.Success, c.Result, hasResult: true);
-                if (!isRetry) _s.Progress[node] = 1.0;
             }
+        }
+        else if (c.Failure is { } f)
+        {
+            AtomActions.ChangeState(_engine, _s, node, AtomState.RevertFailure, f, hasResult: true);
+            _failures.Add(f); // revert failures are retained: nothing more is scheduled
         }
         else
         {
-            if (c.Failure is { } f)
-            {
-                AtomActions.ChangeState(_engine, _s, node, AtomState.RevertFailure, f, hasResult: true);
-                _failures.Add(f); // revert failures are retained: nothing more is scheduled
-            }
-            else
-            {
-                AtomActions.ChangeState(_engine, _s, node, AtomState.Reverted, c.Result, hasResult: true);
-                if (!isRetry) _s.Progress[node] = 1.0;
-            }
+            AtomActions.ChangeState(_engine, _s, node, AtomState.Reverted, c.Result, hasResult: true);
         }
     }
 
@@ -374,10 +402,7 @@ internal sealed class EngineLoop
 
     private EngineState GameOver()
     {
-        if (_failures.Count > 0)
-        {
-            FlowEngine.ThrowFailures(_failures);
-        }
+        if (_failures.Count > 0) FlowEngine.ThrowFailures(_failures);
         if (_anyCancelled || AnyLeftover()) return EngineState.Suspended;
         foreach (var node in _c.AtomNodes)
             if (_s.States[node] is not (AtomState.Success or AtomState.Ignore))
@@ -385,9 +410,11 @@ internal sealed class EngineLoop
         return EngineState.Success;
     }
 
+    /// <summary>Whether any atom is still ready to execute or revert (deciders not applied): the run stopped early.</summary>
     private bool AnyLeftover()
     {
-        foreach (var _ in BrowseAll(applyDeciders: false)) return true;
+        foreach (var node in _c.AtomNodes)
+            if (IsReadyForExecute(node) || IsReadyForRevert(node)) return true;
         return false;
     }
 
@@ -397,25 +424,19 @@ internal sealed class EngineLoop
 
     private readonly record struct Resolver(Strategy Strategy, int Node);
 
+    /// <summary>No retry controller anywhere above the failed atom: revert everything.</summary>
     private static readonly Resolver Undefined = new(Strategy.RevertAll, -1);
 
     private void ProcessAtomFailure(int node, Failure failure)
     {
         var resolver = DetermineResolution(node, failure);
-        switch (resolver.Strategy)
+        if (resolver.Strategy == Strategy.RevertAll)
         {
-            case Strategy.RevertAll:
-                foreach (var n in _c.AtomNodes) _s.Intentions[n] = AtomIntention.Revert;
-                break;
-            case Strategy.Revert:
-                _s.Intentions[resolver.Node] = AtomIntention.Revert;
-                foreach (var n in ForwardAtoms(resolver.Node)) _s.Intentions[n] = AtomIntention.Revert;
-                break;
-            case Strategy.RevertAndRetry:
-                _s.Intentions[resolver.Node] = AtomIntention.Retry;
-                foreach (var n in ForwardAtoms(resolver.Node)) _s.Intentions[n] = AtomIntention.Revert;
-                break;
+            foreach (var n in _c.AtomNodes) _s.Intentions[n] = AtomIntention.Revert;
+            return;
         }
+        _s.Intentions[resolver.Node] = resolver.Strategy == Strategy.RevertAndRetry ? AtomIntention.Retry : AtomIntention.Revert;
+        foreach (var n in ForwardAtoms(resolver.Node)) _s.Intentions[n] = AtomIntention.Revert;
     }
 
     private Resolver DetermineResolution(int node, Failure failure)
@@ -447,8 +468,13 @@ internal sealed class EngineLoop
         if (history.Count == 0)
             throw new InvalidStateException($"Retry '{retry.Name}' has no attempt to record the failure of '{_c.Atoms[failedNode]!.Name}' in.");
         var last = history[^1];
-        var failures = (Dictionary<string, Failure>)last.Failures;
-        failures.TryAdd(_c.Atoms[failedNode]!.Name, failure);
+        var failedName = _c.Atoms[failedNode]!.Name;
+        if (!last.Failures.ContainsKey(failedName))
+        {
+            // Attempts are immutable (a retry controller may keep the history it was given): replace the latest one.
+            var failures = new Dictionary<string, Failure>(last.Failures, StringComparer.Ordinal) { [failedName] = failure };
+            history[^1] = last with { Failures = failures };
+        }
         var args = _s.FetchArguments(retryNode, revert: false);
         return retry.OnFailure(AtomActions.HistoryOf(_s, retryNode), args);
     }
@@ -464,101 +490,80 @@ internal sealed class EngineLoop
     }
 
     /// <summary>Every atom reachable forward from <paramref name="node"/> (TaskFlow's depth-first successor walk), each once.</summary>
-    private List<int> ForwardAtoms(int node)
+    private List<int> ForwardAtoms(int node, bool onlyThroughTasks = false)
     {
+        // Failure and decider paths only: allocating the result here keeps the walk independent of the scratch walks.
         var result = new List<int>();
         var seen = new HashSet<int>();
-        var stack = new Stack<int>();
-        foreach (var s in _c.Successors[node]) stack.Push(s);
+        var stack = new Stack<int>(_c.Successors[node]);
         while (stack.Count > 0)
         {
             int n = stack.Pop();
             if (!seen.Add(n)) continue;
             if (_c.IsAtom(n)) result.Add(n);
-            var succ = _c.Successors[n];
-            for (int i = 0; i < succ.Length; i++) stack.Push(succ[i]);
+            if (onlyThroughTasks && _c.Kinds[n] != NodeKind.Task) continue;
+            foreach (var s in _c.Successors[n]) stack.Push(s);
         }
         return result;
     }
 
     // ---------------- selection (TaskFlow's Selector) ----------------
 
-    private IEnumerable<int> NextAtoms(int node)
+    private void AddNextAtoms(int node)
     {
         var state = _s.States[node];
         var intention = _s.Intentions[node];
         switch (state)
         {
             case AtomState.Success when intention == AtomIntention.Revert:
-                return [node];
+                AddNext(node);
+                break;
             case AtomState.Success when intention == AtomIntention.Execute:
-                return BrowseForExecute(node);
+                Browse(node, forExecute: true);
+                break;
             case AtomState.Reverted:
-                return BrowseForRevert(node);
+                Browse(node, forExecute: false);
+                break;
             case AtomState.Failure:
-                return BrowseAllForRevert();
-            default:
-                return [];
+                foreach (var n in _c.AtomNodes) if (IsReadyForRevert(n)) AddNext(n);
+                break;
         }
     }
 
-    private List<int> BrowseAll(bool applyDeciders)
+    /// <summary>
+    /// Adds to the next batch the atoms that <paramref name="from"/> finishing may have made ready: for execution its
+    /// successors, for reverting its predecessors. The walk looks through flow markers and through atoms that are settled
+    /// in a way that lets readiness pass (ignored atoms; for reverts also never-run and reverted tasks), never past a retry.
+    /// </summary>
+    private void Browse(int from, bool forExecute)
     {
-        var result = new List<int>();
-        foreach (var n in _c.AtomNodes)
-            if (IsReadyForExecute(n) && (!applyDeciders || CheckDeciders(n))) result.Add(n);
-        foreach (var n in _c.AtomNodes)
-            if (IsReadyForRevert(n) && !result.Contains(n)) result.Add(n);
-        return result;
-    }
-
-    private List<int> BrowseAllForRevert()
-    {
-        var result = new List<int>();
-        foreach (var n in _c.AtomNodes) if (IsReadyForRevert(n)) result.Add(n);
-        return result;
-    }
-
-    private List<int> BrowseForExecute(int from)
-    {
-        var result = new List<int>();
-        var seen = new HashSet<int>();
-        var queue = new Queue<int>();
-        foreach (var s in _c.Successors[from]) queue.Enqueue(s);
-        while (queue.Count > 0)
+        var edges = forExecute ? _c.Successors : _c.Predecessors;
+        var walk = _browseWalk;
+        walk.Start();
+        foreach (var e in edges[from]) walk.Queue.Enqueue(e);
+        while (walk.Queue.Count > 0)
         {
-            int n = queue.Dequeue();
-            if (!seen.Add(n)) continue;
-            bool descend;
-            if (!_c.IsAtom(n)) descend = true;
-            else if (IsReadyForExecute(n))
+            int n = walk.Queue.Dequeue();
+            if (!walk.Visit(n)) continue;
+            bool lookThrough;
+            if (!_c.IsAtom(n)) lookThrough = true;
+            else if (forExecute)
             {
-                if (CheckDeciders(n)) { result.Add(n); descend = false; }
-                else descend = true; // ignored: what follows may be ready now
+                if (IsReadyForExecute(n))
+                {
+                    bool runs = CheckDeciders(n);
+                    if (runs) AddNext(n);
+                    lookThrough = !runs; // ignored: what follows may be ready now
+                }
+                else lookThrough = _s.States[n] == AtomState.Ignore;
             }
-            else descend = _s.States[n] == AtomState.Ignore;
-            if (descend) foreach (var s in _c.Successors[n]) queue.Enqueue(s);
+            else
+            {
+                if (IsReadyForRevert(n)) { AddNext(n); lookThrough = false; }
+                else lookThrough = _c.Kinds[n] == NodeKind.Task && _s.States[n] is AtomState.Pending or AtomState.Reverted or AtomState.Ignore;
+            }
+            if (lookThrough) foreach (var e in edges[n]) walk.Queue.Enqueue(e);
         }
-        return result;
-    }
-
-    private List<int> BrowseForRevert(int from)
-    {
-        var result = new List<int>();
-        var seen = new HashSet<int>();
-        var queue = new Queue<int>();
-        foreach (var p in _c.Predecessors[from]) queue.Enqueue(p);
-        while (queue.Count > 0)
-        {
-            int n = queue.Dequeue();
-            if (!seen.Add(n)) continue;
-            bool descend;
-            if (!_c.IsAtom(n)) descend = true;
-            else if (IsReadyForRevert(n)) { result.Add(n); descend = false; }
-            else descend = _c.Kinds[n] == NodeKind.Task && _s.States[n] is AtomState.Pending or AtomState.Reverted or AtomState.Ignore;
-            if (descend) foreach (var p in _c.Predecessors[n]) queue.Enqueue(p);
-        }
-        return result;
     }
 
     private bool IsReadyForExecute(int node)
@@ -566,51 +571,48 @@ internal sealed class EngineLoop
         var state = _s.States[node];
         bool canRun = state == AtomState.Pending || (state == AtomState.Retrying && _c.Kinds[node] == NodeKind.Retry);
         if (!canRun || _s.Intentions[node] != AtomIntention.Execute) return false;
-        // Every predecessor must be done (SUCCESS/IGNORE with intention EXECUTE/IGNORE); look through flow markers and
-        // ignored atoms, and trust that an atom which ran had its own predecessors done.
-        var preds = _c.Predecessors[node];
-        if (preds.Length == 1 && _c.IsAtom(preds[0]))
-        {
-            int p = preds[0];
-            if (_s.States[p] == AtomState.Success && _s.Intentions[p] == AtomIntention.Execute) return true;
-        }
-        var stack = new Stack<int>(preds);
-        var seen = new HashSet<int>();
-        while (stack.Count > 0)
-        {
-            int n = stack.Pop();
-            if (!seen.Add(n)) continue;
-            if (_c.IsAtom(n))
-            {
-                var s = _s.States[n];
-                var i = _s.Intentions[n];
-                if (!(s is AtomState.Success or AtomState.Ignore) || !(i is AtomIntention.Execute or AtomIntention.Ignore)) return false;
-                if (s == AtomState.Success) continue;
-            }
-            foreach (var p in _c.Predecessors[n]) stack.Push(p);
-        }
-        return true;
+        // Every predecessor must be done (SUCCESS/IGNORE with intention EXECUTE/IGNORE). An atom that ran had its own
+        // predecessors done, so the walk stops there; it looks through flow markers and ignored atoms.
+        return NeighboursAllow(node, _c.Predecessors, static (s, i) =>
+            !(s is AtomState.Success or AtomState.Ignore) || !(i is AtomIntention.Execute or AtomIntention.Ignore) ? Verdict.Block
+            : s == AtomState.Success ? Verdict.Settled
+            : Verdict.LookThrough);
     }
 
     private bool IsReadyForRevert(int node)
     {
-        var state = _s.States[node];
-        if (!(state is AtomState.Success or AtomState.Failure)) return false;
-        var intention = _s.Intentions[node];
-        if (!(intention is AtomIntention.Revert or AtomIntention.Retry)) return false;
-        var stack = new Stack<int>(_c.Successors[node]);
-        var seen = new HashSet<int>();
-        while (stack.Count > 0)
+        if (!(_s.States[node] is AtomState.Success or AtomState.Failure)) return false;
+        if (!(_s.Intentions[node] is AtomIntention.Revert or AtomIntention.Retry)) return false;
+        // Every successor must be PENDING, REVERTED or IGNORE; ignored ones are looked through.
+        return NeighboursAllow(node, _c.Successors, static (s, _) =>
+            s is AtomState.Pending or AtomState.Reverted ? Verdict.Settled
+            : s == AtomState.Ignore ? Verdict.LookThrough
+            : Verdict.Block);
+    }
+
+    private bool NeighboursAllow(int node, int[][] edges, Func<AtomState, AtomIntention, Verdict> judge)
+    {
+        var first = edges[node];
+        // Fast path, a chain: one neighbour that is an atom and settles it.
+        if (first.Length == 1 && _c.IsAtom(first[0]))
         {
-            int n = stack.Pop();
-            if (!seen.Add(n)) continue;
+            var v = judge(_s.States[first[0]], _s.Intentions[first[0]]);
+            if (v != Verdict.LookThrough) return v == Verdict.Settled;
+        }
+        var walk = _readyWalk;
+        walk.Start();
+        foreach (var e in first) walk.Stack.Push(e);
+        while (walk.Stack.Count > 0)
+        {
+            int n = walk.Stack.Pop();
+            if (!walk.Visit(n)) continue;
             if (_c.IsAtom(n))
             {
-                var s = _s.States[n];
-                if (!(s is AtomState.Pending or AtomState.Reverted or AtomState.Ignore)) return false;
-                if (s != AtomState.Ignore) continue;
+                var v = judge(_s.States[n], _s.Intentions[n]);
+                if (v == Verdict.Block) return false;
+                if (v == Verdict.Settled) continue;
             }
-            foreach (var x in _c.Successors[n]) stack.Push(x);
+            foreach (var e in edges[n]) walk.Stack.Push(e);
         }
         return true;
     }
@@ -620,7 +622,7 @@ internal sealed class EngineLoop
     private bool CheckDeciders(int node)
     {
         if (_c.DeciderEdges.Count == 0) return true;
-        var edges = EdgeDeciders(node);
+        var edges = _edgeDeciders[node] ??= EdgeDeciders(node);
         if (edges.Count == 0) return true;
         var history = new Dictionary<string, object?>(StringComparer.Ordinal);
         foreach (var (from, _) in edges)
@@ -637,7 +639,8 @@ internal sealed class EngineLoop
         IEnumerable<int> affected = widest switch
         {
             DeciderDepth.All => [node, .. ForwardAtoms(node)],
-            DeciderDepth.Flow => [node, .. SuccessorTasksInSameFlow(node)],
+            // TaskFlow's walk with through_flows=False, through_retries=False: continues only through tasks.
+            DeciderDepth.Flow => [node, .. ForwardAtoms(node, onlyThroughTasks: true)],
             DeciderDepth.Neighbors => [node, .. _c.Successors[node].Where(n => _c.Kinds[n] == NodeKind.Task)],
             _ => [node],
         };
@@ -649,6 +652,7 @@ internal sealed class EngineLoop
         return false;
     }
 
+    /// <summary>The decider links into <paramref name="node"/>, looking through the entries of flows it starts.</summary>
     private List<(int From, FlowLink Link)> EdgeDeciders(int node)
     {
         var result = new List<(int, FlowLink)>();
@@ -661,23 +665,6 @@ internal sealed class EngineLoop
             if (_c.DeciderEdges.TryGetValue((u, v), out var link)) result.Add((u, link));
             if (_c.Kinds[u] == NodeKind.FlowEntry && visited.Add(u))
                 foreach (var uu in _c.Predecessors[u]) queue.Enqueue((uu, u));
-        }
-        return result;
-    }
-
-    private List<int> SuccessorTasksInSameFlow(int node)
-    {
-        // TaskFlow's depth-first walk with through_flows=False, through_retries=False: yields non-marker successors,
-        // and continues only through tasks.
-        var result = new List<int>();
-        var stack = new Stack<int>(_c.Successors[node]);
-        var seen = new HashSet<int>();
-        while (stack.Count > 0)
-        {
-            int n = stack.Pop();
-            if (!seen.Add(n)) continue;
-            if (_c.IsAtom(n)) result.Add(n);
-            if (_c.Kinds[n] == NodeKind.Task) foreach (var s in _c.Successors[n]) stack.Push(s);
         }
         return result;
     }
