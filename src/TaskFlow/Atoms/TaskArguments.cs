@@ -21,6 +21,29 @@ public sealed class TaskArguments
     /// <summary>An empty set of arguments.</summary>
     public static TaskArguments Empty(string atomName) => new(atomName, [], [], []);
 
+    /// <summary>
+    /// Arguments built from values by parameter name: for executors that run a task somewhere else (a worker process)
+    /// and for tests. Every entry counts as bound.
+    /// </summary>
+    public static TaskArguments Create(string atomName, IEnumerable<KeyValuePair<string, object?>> values)
+    {
+        ArgumentNullException.ThrowIfNull(atomName);
+        ArgumentNullException.ThrowIfNull(values);
+        var pairs = values.ToArray();
+        var names = new string[pairs.Length];
+        var bound = new object?[pairs.Length];
+        var present = new bool[pairs.Length];
+        for (int i = 0; i < pairs.Length; i++)
+        {
+            names[i] = pairs[i].Key ?? throw new ArgumentException($"Atom '{atomName}': an argument has a null name.", nameof(values));
+            for (int j = 0; j < i; j++)
+                if (names[j] == names[i]) throw new ArgumentException($"Atom '{atomName}': argument '{names[i]}' is given twice.", nameof(values));
+            bound[i] = pairs[i].Value;
+            present[i] = true;
+        }
+        return new TaskArguments(atomName, names, bound, present);
+    }
+
     /// <summary>The atom the arguments are for.</summary>
     public string AtomName { get; }
 

@@ -17,6 +17,16 @@ public sealed class TaskContext
         _progress = progress;
     }
 
+    /// <summary>
+    /// A context for running a task outside an engine's loop: in a worker process that executes it for a remote
+    /// engine, or in a test. <paramref name="progress"/> receives every clamped progress report.
+    /// </summary>
+    public static TaskContext Create(string atomName, CancellationToken cancellationToken = default, Action<double, object?>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(atomName);
+        return new TaskContext(atomName, 0, cancellationToken, progress is null ? null : (_, p, d) => progress(p, d));
+    }
+
     /// <summary>The running atom's name.</summary>
     public string AtomName { get; }
 

@@ -28,6 +28,7 @@ internal sealed class EngineLoop
     private readonly TaskContext?[] _contexts;
     private readonly Action<int, double, object?> _onProgress;
     private readonly List<(int From, FlowLink Link)>?[] _edgeDeciders;
+    private readonly TaskExecutor? _executor;
 
     // What the next call of NextAsync does; the state it returns is the one it performed.
     private EngineState _next = EngineState.Resuming;
@@ -81,6 +82,7 @@ internal sealed class EngineLoop
         _c = storage.Compiled;
         _cancellationToken = cancellationToken;
         _parallel = engine.IsParallel;
+        _executor = engine.Options.Executor;
         _inNextUp = new bool[_c.NodeCount];
         _contexts = new TaskContext?[_c.NodeCount];
         _edgeDeciders = new List<(int, FlowLink)>?[_c.NodeCount];
@@ -283,9 +285,14 @@ internal sealed class EngineLoop
         try
         {
             var context = ContextOf(call.Node);
-            var result = call.IsRevert
-                ? await call.Task.RevertAsync(call.Arguments, call.Outcome, call.FlowFailures!, context).ConfigureAwait(false)
-                : await call.Task.ExecuteAsync(call.Arguments, context).ConfigureAwait(false);
+            var executor = _executor;
+            var result = executor is null
+                ? call.IsRevert
+                    ? await call.Task.RevertAsync(call.Arguments, call.Outcome, call.FlowFailures!, context).ConfigureAwait(false)
+                    : await call.Task.ExecuteAsync(call.Arguments, context).ConfigureAwait(false)
+                : call.IsRevert
+                    ? await executor.RevertAsync(call.Task, call.Arguments, call.Outcome, call.FlowFailures!, context).ConfigureAwait(false)
+                    : await executor.ExecuteAsync(call.Task, call.Arguments, context).ConfigureAwait(false);
             return new Completion(call.Node, call.IsRevert, result, null, false);
         }
         catch (OperationCanceledException) when (_cancellationToken.IsCancellationRequested)
