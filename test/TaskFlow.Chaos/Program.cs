@@ -1,3 +1,4 @@
+using TaskFlow.Chaos.BadInput;
 using TaskFlow.Chaos.CrashResume;
 using TaskFlow.Chaos.Load;
 
@@ -8,6 +9,7 @@ return args.Length == 0 ? Usage() : args[0] switch
     "crash-resume" => await CrashResumeChaos.RunAsync(args[1..]),
     CrashResumeChaos.ChildCommand => await CrashResumeChaos.RunChildAsync(args[1..]),
     "load" => await LoadChaos.RunAsync(args[1..]),
+    "bad-input" => await BadInputChaos.RunAsync(args[1..]),
     "-h" or "--help" or "help" => Usage(0),
     _ => Usage(),
 };
@@ -24,6 +26,9 @@ static int Usage(int code = 2)
               Runs N persisted flows, P at a time, on the parallel engine in this process; checks every outcome and
               what was saved; reports throughput and peak memory. With --soak-seconds, repeats for S seconds and
               fails if the heap grows after warm-up.
+          bad-input [--cases N] [--seed S]
+              Invalid flows, unsaveable values, damaged SQLite files and rows, newer schemas, mutated saved documents:
+              each must end in a documented exception naming what is at fault, and untouched data must still load.
         """);
     return code;
 }
