@@ -276,7 +276,7 @@ internal static class BadInputChaos
     /// Reads every saved run back: each read must either return the run as it was saved or throw
     /// <see cref="PersistenceException"/>; <paramref name="mustLoad"/> runs must load unchanged.
     /// </summary>
-    private static async Task<string?> CheckReadsAsync(Func<IPersistenceBackend> open, Dictionary<Guid, string> saved, ISet<Guid> mustLoad, string? mustName)
+    private static async Task<string?> CheckReadsAsync(Func<IPersistenceBackend> open, Dictionary<Guid, string> saved, ISet<Guid> mustLoad, params string[] mustNameOneOf)
     {
         await using var backend = open();
         int refused = 0;
@@ -301,7 +301,8 @@ internal static class BadInputChaos
             catch (PersistenceException e)
             {
                 if (mustLoad.Contains(id)) return $"untouched run {id} no longer loads: {e.Message}";
-                if (mustName is not null && !e.Message.Contains(mustName, StringComparison.Ordinal)) return $"the error does not name '{mustName}': {e.Message}";
+                if (mustNameOneOf.Length > 0 && !mustNameOneOf.Any(n => e.Message.Contains(n, StringComparison.Ordinal)))
+                    return $"the error names none of {string.Join(", ", mustNameOneOf.Select(n => $"'{n}'"))}: {e.Message}";
                 refused++;
             }
             catch (Exception e)
@@ -324,7 +325,7 @@ internal static class BadInputChaos
         SqliteConnection.ClearAllPools();
         var length = new FileInfo(path).Length;
         using (var f = new FileStream(path, FileMode.Open)) f.SetLength(rng.NextInt64(0, length));
-        return await CheckReadsAsync(() => new SqlitePersistenceBackend($"Data Source={path}"), saved, new HashSet<Guid>(), null);
+        return await CheckReadsAsync(() => new SqlitePersistenceBackend($"Data Source={path}"), saved, new HashSet<Guid>(), path);
     }
 
     private static async Task<string?> EditedSqliteRowAsync(Random rng, string work)
@@ -392,7 +393,9 @@ internal static class BadInputChaos
         var victim = files[rng.Next(files.Length)];
         File.WriteAllText(victim, Mutate(File.ReadAllText(victim), rng));
         // Which runs the file belongs to is the backend's business: require only documented errors naming the file.
-        return await CheckReadsAsync(() => new DirectoryPersistenceBackend(new DirectoryPersistenceOptions { Path = folder }), saved, new HashSet<Guid>(), Path.GetFileName(victim));
+        return await CheckReadsAsync(() => new DirectoryPersistenceBackend(new DirectoryPersistenceOptions { Path = folder }), saved, new HashSet<Guid>(),
+            // The damaged file, or (for the schema marker) the store it versions.
+            Path.GetFileName(victim), folder);
     }
 
     private static async Task<string?> MutatedDocumentAsync(Random rng, string work)
