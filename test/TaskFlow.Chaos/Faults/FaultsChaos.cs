@@ -67,7 +67,7 @@ internal static class FaultsChaos
     }
 
     /// <summary>Runs until the store fails, checks the error, clears the fault, resumes, and checks the outcome.</summary>
-    private static async Task<string?> FaultThenResumeAsync(Func<IPersistenceBackend> open, Func<Task> injectFault, Func<Task> clearFault, string[] mustMention, int tasks = 40)
+    private static async Task<string?> FaultThenResumeAsync(Func<IPersistenceBackend> open, Func<Task> injectFault, Func<Task> clearFault, string[] mustMention, int tasks = 60)
     {
         var effects = new MemorySideEffects();
         Guid id;
@@ -77,6 +77,7 @@ internal static class FaultsChaos
             var run = engine.RunAsync();
             // Let a third of the flow finish, then take the store away.
             while (effects.Lines.Count < tasks / 3 && !run.IsCompleted) await Task.Delay(5);
+            if (run.IsCompleted) return "the run ended before the fault could be injected (the machine is too slow for this timing)";
             await injectFault();
             try
             {
@@ -132,27 +133,31 @@ internal static class FaultsChaos
     {
         var dir = Directory.CreateTempSubdirectory("taskflow-faults-sqlite-").FullName;
         var path = Path.Combine(dir, "faulty.db");
-        Process? holder = null;
+        // Started before the run (a process takes a while to start); it takes the lock when told to.
+        var holder = StartSelf(LockHolderCommand, "--db", path);
         try
         {
+            if (await holder.StandardOutput.ReadLineAsync() != "ready") return "the lock holder did not start";
             return await FaultThenResumeAsync(
                 () => new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = $"Data Source={path}", BusyTimeout = TimeSpan.FromMilliseconds(300) }),
                 async () =>
                 {
-                    holder = StartSelf(LockHolderCommand, "--db", path);
+                    await holder.StandardInput.WriteLineAsync("lock");
+                    await holder.StandardInput.FlushAsync();
                     var line = await holder.StandardOutput.ReadLineAsync();
                     if (line != "locked") throw new InvalidOperationException($"the lock holder said '{line}'");
                 },
                 async () =>
                 {
-                    holder!.Kill(entireProcessTree: true);
+                    holder.Kill(entireProcessTree: true);
                     await holder.WaitForExitAsync();
                 },
-                [path]);
+                [path, "faulty"]);
         }
         finally
         {
-            holder?.Dispose();
+            if (!holder.HasExited) holder.Kill(entireProcessTree: true);
+            holder.Dispose();
             SqliteConnection.ClearAllPools();
             Directory.Delete(dir, recursive: true);
         }
@@ -164,6 +169,9 @@ internal static class FaultsChaos
         var o = Options.Parse(args);
         await using var connection = new SqliteConnection($"Data Source={o.Require("db")};Pooling=False");
         await connection.OpenAsync();
+        Console.WriteLine("ready");
+        await Console.Out.FlushAsync();
+        if (await Console.In.ReadLineAsync() != "lock") return 1;
         await using var begin = connection.CreateCommand();
         begin.CommandText = "BEGIN EXCLUSIVE";
         await begin.ExecuteNonQueryAsync();
@@ -198,7 +206,7 @@ internal static class FaultsChaos
                 () => new PostgreSqlPersistenceBackend(new PostgreSqlPersistenceOptions { ConnectionString = builder.ConnectionString, Schema = schema }),
                 () => ServicesAsync(repo, env, "stop"),
                 () => ServicesAsync(repo, env, "start", "postgres"),
-                ["faulty"]);
+                ["faulty", "127.0.0.1:" + port.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         }
         finally
         {
@@ -233,7 +241,8 @@ internal static class FaultsChaos
     private static Process StartSelf(params string[] args)
     {
         var self = Environment.ProcessPath!;
-        var info = new ProcessStartInfo(self) { RedirectStandardOutput = true, UseShellExecute = false };
+        // All three streams redirected: a child must not hold the caller's terminal or pipes open.
+        var info = new ProcessStartInfo(self) { RedirectStandardOutput = true, RedirectStandardInput = true, RedirectStandardError = true, UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(self) == "dotnet") info.ArgumentList.Add(typeof(FaultsChaos).Assembly.Location);
         foreach (var a in args) info.ArgumentList.Add(a);
         return Process.Start(info)!;
