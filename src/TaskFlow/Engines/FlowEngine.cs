@@ -113,6 +113,7 @@ public sealed class FlowEngine
         {
             Prepare();
             Validate();
+            using var telemetry = Telemetry.EngineTelemetry.AttachIfListening(this);
             _suspendRequested = false;
             ChangeFlowState(FlowState.Running);
             var loop = new EngineLoop(this, _storage!, cancellationToken);
