@@ -62,6 +62,17 @@ public sealed class TaskContext
         _progress(_node, progress, details);
     }
 
+    /// <summary>
+    /// Starts a new call of the atom with this context: the throttle forgets the last report, so the first report of
+    /// every execute, revert or retried execute is delivered even when it repeats the previous call's last value.
+    /// The engine calls this where a task call starts.
+    /// </summary>
+    internal void BeginCall()
+    {
+        Volatile.Write(ref _lastProgress, double.NaN);
+        _lastDetails = null;
+    }
+
     private bool ShouldDeliver(double progress, object? details)
     {
         if (progress is 0.0 or 1.0) return true;

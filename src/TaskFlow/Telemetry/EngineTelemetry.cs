@@ -239,7 +239,8 @@ internal static class EngineTelemetry
                 activity = Start($"flow {flow.Name}", parent.Activity.Context, useCurrentAsParent: false);
                 // Sampled out: its atoms hang under the nearest sampled flow instead.
                 if (activity is null) return parent;
-                activity.SetTag(TaskFlowTelemetry.FlowNameTag, flow.Name);
+                activity.SetTag(TaskFlowTelemetry.FlowNameTag, _flowName);
+                activity.SetTag(TaskFlowTelemetry.SubflowNameTag, flow.Name);
             }
             var span = new FlowSpan(activity);
             _flowSpans[scope] = span;

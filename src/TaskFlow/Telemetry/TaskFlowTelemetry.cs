@@ -25,8 +25,11 @@ public static class TaskFlowTelemetry
     /// <summary>Up-down counter of atoms executing or reverting right now (tags: flow, kind, action).</summary>
     public const string RunningAtomsInstrument = "taskflow.atoms.running";
 
-    /// <summary>Tag: the name of the flow the engine runs (the root flow).</summary>
+    /// <summary>Tag on every span and measurement: the name of the flow the engine runs (the root flow).</summary>
     public const string FlowNameTag = "taskflow.flow.name";
+
+    /// <summary>Tag on the span of a nested flow: that flow's name.</summary>
+    public const string SubflowNameTag = "taskflow.subflow.name";
 
     /// <summary>Tag on flow spans: the flow's final state (TaskFlow's spelling, e.g. <c>REVERTED</c>).</summary>
     public const string FlowStateTag = "taskflow.flow.state";
