@@ -213,6 +213,9 @@ public sealed class EngineTelemetryTests
         engine.Prepare();
         Assert.Null(EngineTelemetry.AttachIfListening(engine));
         Assert.False(engine.Notifications.HasSubscribers<global::TaskFlow.Notifications.AtomStateChanged>());
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++) Assert.Null(EngineTelemetry.AttachIfListening(engine));
+        Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread()); // the unobserved run pays a check, not an allocation
 
         using var listener = new ActivityListener { ShouldListenTo = s => s.Name == TaskFlowTelemetry.ActivitySourceName, Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllData };
         ActivitySource.AddActivityListener(listener);
