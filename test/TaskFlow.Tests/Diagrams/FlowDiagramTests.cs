@@ -265,6 +265,30 @@ public sealed class FlowDiagramTests
         Assert.Contains("a1 [label=\"new line\"];", dot);
     }
 
+    [Fact]
+    public async Task ToDot_EveryShape_IsAcceptedByGraphvizWhereInstalled()
+    {
+        // Graphviz is not part of the build image: where `dot` is missing this checks nothing beyond the text tests above.
+        var dot = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+            .Select(d => Path.Combine(d, "dot")).FirstOrDefault(File.Exists);
+        if (dot is null) return;
+        var flows = new[] { Linear(), Unordered(), GraphWithDecider(), NestedWithRetry(),
+            new LinearFlow("say \"hi\" #1 <b> & `x` | y\\z {c} end") { Task("quote\"d"), Task("new\nline") } };
+        foreach (var flow in flows)
+        {
+            var info = FlowInfo.FromFlow(flow);
+            var text = FlowDiagram.ToDot(info, info.Atoms.ToDictionary(a => a.Name, _ => AtomState.Ignore));
+            var psi = new System.Diagnostics.ProcessStartInfo(dot, "-Tcanon") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+            using var process = System.Diagnostics.Process.Start(psi)!;
+            await process.StandardInput.WriteAsync(text);
+            process.StandardInput.Close();
+            var stderr = process.StandardError.ReadToEndAsync();
+            await process.StandardOutput.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            Assert.True(process.ExitCode == 0, $"dot rejected the diagram of '{flow.Name}': {await stderr}\n{text}");
+        }
+    }
+
     [Theory]
     [InlineData("flowchart TB\n    a0[\"x\"]\n    a0 --> a1\n", "undeclared")]
     [InlineData("flowchart TB\n    subgraph f0 [\"x\"]\n", "not closed")]
