@@ -175,6 +175,18 @@ public sealed class FlowDiagramTests
     }
 
     [Fact]
+    public async Task FromFlow_BeforeAndAfterAnEngineCompilesTheSameFlow_BothWork()
+    {
+        var flow = NestedWithRetry();
+        var before = FlowDiagram.ToMermaid(FlowInfo.FromFlow(flow));
+        var engine = FlowEngine.CreateSerial(flow);
+        await engine.RunAsync();
+        Assert.Equal(before, FlowDiagram.ToMermaid(FlowInfo.FromFlow(flow)));
+        Assert.Equal(before, FlowDiagram.ToMermaid(FlowInfo.FromEngine(engine)));
+        Assert.Throws<InvalidOperationException>(() => flow.Add(Task("late"))); // described flows are frozen, like compiled ones
+    }
+
+    [Fact]
     public void FromFlow_DescribesKindsRequiresAndProvides()
     {
         var info = FlowInfo.FromFlow(GraphWithDecider());
