@@ -302,6 +302,7 @@ internal sealed class EngineLoop
         try
         {
             var context = ContextOf(call.Node);
+            context.BeginCall(); // progress throttling starts afresh for each call of the atom
             var executor = _executor;
             var result = executor is null
                 ? call.IsRevert
