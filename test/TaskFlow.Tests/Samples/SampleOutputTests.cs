@@ -28,6 +28,37 @@ public sealed partial class SampleOutputTests
     }
 
     [Fact]
+    public async Task ResumeAfterCrash_SecondInvocationResumesWithoutRerunningFinishedTasks()
+    {
+        using var workDir = new TemporaryDirectory();
+
+        var crashed = await RunSampleAsync("ResumeAfterCrash", "", workDir.Path);
+        Assert.Equal(ReadExpected("ResumeAfterCrash", "expected-output-1.txt"), Mask(crashed.Output));
+        Assert.NotEqual(0, crashed.ExitCode);
+        if (OperatingSystem.IsLinux()) Assert.Equal(128 + 9, crashed.ExitCode); // killed by SIGKILL, not an exit
+        Assert.True(File.Exists(Path.Combine(workDir.Path, "resumeaftercrash.db")), "the first invocation left no database");
+
+        var resumed = await RunSampleAsync("ResumeAfterCrash", "", workDir.Path);
+        Assert.Equal(ReadExpected("ResumeAfterCrash", "expected-output-2.txt"), Mask(resumed.Output));
+        Assert.Equal(0, resumed.ExitCode);
+
+        var again = await RunSampleAsync("ResumeAfterCrash", "", workDir.Path);
+        Assert.Contains("already finished", again.Output, StringComparison.Ordinal);
+        Assert.Equal(0, again.ExitCode);
+    }
+
+    [Fact]
+    public async Task CreateVolume_SavesEachRunInTheDatabaseNamedByDb()
+    {
+        using var workDir = new TemporaryDirectory();
+        var run = await RunSampleAsync("CreateVolume", "--no-fail --db volumes.sqlite", workDir.Path);
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("in volumes.sqlite;", run.Output, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(workDir.Path, "volumes.sqlite")));
+        Assert.False(File.Exists(Path.Combine(workDir.Path, "createvolume.db")));
+    }
+
+    [Fact]
     public void Mask_ReplacesIdsTimestampsAndDurations()
     {
         Assert.Equal("flow <id> at <time> took <duration>",
