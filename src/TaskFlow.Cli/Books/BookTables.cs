@@ -15,7 +15,7 @@ internal static class BookTables
     {
         console.Line($"{store}: {Plural(entries.Count, "logbook")}, {Plural(entries.Sum(e => e.FlowDetails.Count), "flow detail")}");
         if (entries.Count == 0) return;
-        var table = new Table().AddColumns("Logbook", "Name", "Flow detail", "Flow", "State", "Atoms", "Updated (UTC)");
+        var table = console.NewTable("Logbook", "Name", "Flow detail", "Flow", "State", "Atoms", "Updated (UTC)");
         foreach (var entry in entries)
         {
             if (entry.FlowDetails.Count == 0)
@@ -34,7 +34,7 @@ internal static class BookTables
         if (flow.Metadata.Count > 0)
             foreach (var (key, value) in flow.Metadata.OrderBy(p => p.Key, StringComparer.Ordinal))
                 console.Line($"  {key}: {Compact(value)}");
-        var table = new Table().AddColumns("Atom", "Kind", "State", "Intention", "Result", "Failure");
+        var table = console.NewTable("Atom", "Kind", "State", "Intention", "Result", "Failure");
         foreach (var atom in flow.Atoms)
         {
             var (result, failure) = atom switch
@@ -74,7 +74,7 @@ internal static class BookTables
     {
         var parts = new List<string>();
         if (task.Result is { } r) parts.Add(Compact(r));
-        if (task.RevertResult is { } rr) parts.Add($"revert: {Compact(rr)}");
+        if (task.RevertResult is { ValueKind: not JsonValueKind.Null } rr) parts.Add($"revert: {Compact(rr)}");
         return string.Join("; ", parts);
     }
 

@@ -20,6 +20,10 @@ internal sealed class CliConsole(TextWriter output, TextWriter error, bool inter
 
     public void ErrorLine(string text) => error.WriteLine(Redactor.Redact(text));
 
+    /// <summary>A table with these columns: rounded borders on a terminal, ASCII ones otherwise.</summary>
+    public Table NewTable(params string[] columns) =>
+        new Table().Border(Interactive ? TableBorder.Rounded : TableBorder.Ascii).AddColumns(columns);
+
     /// <summary>Writes a Spectre.Console renderable (a table, a tree) as text, redacted.</summary>
     public void Write(IRenderable renderable)
     {

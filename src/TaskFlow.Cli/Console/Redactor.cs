@@ -33,6 +33,6 @@ internal sealed partial class Redactor
         return PasswordPair().Replace(text, m => $"{m.Groups["key"].Value}={Mask}");
     }
 
-    [GeneratedRegex(@"(?<key>\b(?:password|pwd)\s*)=\s*(?:'[^']*'|""[^""]*""|[^;\s]*)", RegexOptions.IgnoreCase)]
+    [GeneratedRegex(@"(?<key>\b(?:password|pwd))\s*=\s*(?:'[^']*'|""[^""]*""|[^;\s]*)", RegexOptions.IgnoreCase)]
     private static partial Regex PasswordPair();
 }

@@ -87,6 +87,10 @@ internal static class RunCommand
             {
                 throw new CliException(ExitCodes.InvalidFlow, e.Message, "Give the missing inputs with --store name=value.", e);
             }
+            catch (FlowDefinitionException e)
+            {
+                throw new CliException(ExitCodes.InvalidFlow, e.Message, resumeId is null ? "Fix the flow definition in the factory." : "The saved run was made by another definition of the flow; resume it with the factory that made it.", e);
+            }
             catch (PersistenceException e)
             {
                 throw new CliException(ExitCodes.StoreError, $"Saving the run failed: {e.Message}", null, e);
@@ -158,7 +162,7 @@ internal static class RunCommand
 
     private static void WriteSummary(CliConsole console, FlowEngine engine)
     {
-        var table = new Table().AddColumns("Atom", "State", "Result");
+        var table = console.NewTable("Atom", "State", "Result");
         FlowStorage? storage = null;
         try { storage = engine.Storage; } catch (InvalidOperationException) { return; }
         var failures = storage.GetFailures();
