@@ -30,13 +30,14 @@ public static class TaskFlowCommand
         {
             verbose,
             BooksCommand.Create(common, () => console),
+            Diagrams.GraphCommand.Create(common, () => console),
             RunCommand.Create(common, () => console),
         };
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
-            foreach (var e in parse.Errors) console.ErrorLine($"error: {e.Message}");
+            foreach (var e in parse.Errors) console.ErrorLine($"error: {OneLine(e.Message)}");
             console.ErrorLine($"hint: taskflow {string.Join(' ', CommandPath(parse))} --help shows the options.");
             return ExitCodes.Usage;
         }

@@ -24,10 +24,7 @@ internal sealed class BookCatalog
     /// <exception cref="CliException">Nothing, or more than one thing, has an id starting with <paramref name="id"/>.</exception>
     public (LogBook? LogBook, IReadOnlyList<FlowDetail> FlowDetails) Find(string id)
     {
-        var key = id.Trim().ToLowerInvariant();
-        if (key.Length < 4 || !key.All(c => char.IsAsciiHexDigit(c) || c == '-'))
-            throw new CliException(ExitCodes.Usage, $"'{id}' is not an id (or the start of one, at least 4 hex digits).",
-                "Ids are shown by: taskflow books list --db …");
+        var key = Key(id);
         var books = Entries.Where(e => Matches(e.LogBook.Id, key)).ToList();
         var flows = Entries.SelectMany(e => e.FlowDetails).Where(f => Matches(f.Id, key)).ToList();
         var count = books.Count + flows.Count;
@@ -38,6 +35,29 @@ internal sealed class BookCatalog
                 $"'{id}' starts {count} ids: {string.Join(", ", books.Select(b => $"logbook {b.LogBook.Id}").Concat(flows.Select(f => $"flow detail {f.Id}")))}.",
                 "Give more of the id.");
         return books.Count == 1 ? (books[0].LogBook, books[0].FlowDetails) : (null, flows);
+    }
+
+    /// <summary>The flow detail an id names (logbooks are not considered).</summary>
+    /// <exception cref="CliException">No flow detail, or more than one, has an id starting with <paramref name="id"/>.</exception>
+    public FlowDetail FindFlowDetail(string id)
+    {
+        var key = Key(id);
+        var flows = Entries.SelectMany(e => e.FlowDetails).Where(f => Matches(f.Id, key)).ToList();
+        return flows.Count switch
+        {
+            1 => flows[0],
+            0 => throw new CliException(ExitCodes.NotFound, $"No flow detail has the id '{id}'.", "Ids are shown by: taskflow books list --db …"),
+            _ => throw new CliException(ExitCodes.Usage, $"'{id}' starts {flows.Count} flow detail ids: {string.Join(", ", flows.Select(f => f.Id))}.", "Give more of the id."),
+        };
+    }
+
+    private static string Key(string id)
+    {
+        var key = id.Trim().ToLowerInvariant();
+        if (key.Length < 4 || !key.All(c => char.IsAsciiHexDigit(c) || c == '-'))
+            throw new CliException(ExitCodes.Usage, $"'{id}' is not an id (or the start of one, at least 4 hex digits).",
+                "Ids are shown by: taskflow books list --db …");
+        return key;
     }
 
     private static bool Matches(Guid candidate, string key) => candidate.ToString("D").StartsWith(key, StringComparison.Ordinal)

@@ -43,7 +43,7 @@ public sealed class BooksCommandTests(SampleDatabases databases) : IClassFixture
         var saved = Assert.Single(await SavedFlowDetails(databases.CreateVolume));
         var failed = Assert.Single(saved.Atoms.OfType<TaskDetail>(), a => a.Failure is not null);
 
-        var result = await CliRunner.RunAsync("books", "show", saved.Id.ToString()[..13], "--db", databases.CreateVolume);
+        var result = await CliRunner.RunAsync("books", "show", saved.Id.ToString()[..23], "--db", databases.CreateVolume);
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Contains($"Flow detail {saved.Id}: create-volume, REVERTED", result.Output, StringComparison.Ordinal);
