@@ -100,7 +100,7 @@ internal static class RunCommand
                 error = e;
             }
 
-            WriteSummary(c, engine);
+            if (!c.Interactive) WriteSummary(c, engine); // on a terminal the live table ends as the summary
             if (error is null)
             {
                 c.Line($"Flow '{flow.Name}' {engine.State.ToTaskFlowName()}");
@@ -121,12 +121,12 @@ internal static class RunCommand
 
     private static async Task RunLiveAsync(CliConsole console, FlowEngine engine, Flow flow, CancellationToken ct)
     {
-        var table = new Table().Border(TableBorder.Rounded).AddColumns("Atom", "State", "Progress");
+        var table = new Table().Border(TableBorder.Rounded).AddColumns("Atom", "State", "Progress", "Result");
         var rows = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var name in AtomNames(flow))
         {
             rows[name] = rows.Count;
-            table.AddRow(BookTables.Esc(name), BookTables.State(AtomState.Pending), "");
+            table.AddRow(BookTables.Esc(name), BookTables.State(AtomState.Pending), "", "");
         }
         var spectre = console.CreateSpectreConsole(console.Output);
         await spectre.Live(table).StartAsync(async live =>
@@ -150,8 +150,31 @@ internal static class RunCommand
                     live.Refresh();
                 }
             });
-            await engine.RunAsync(ct);
+            try
+            {
+                await engine.RunAsync(ct);
+            }
+            finally
+            {
+                lock (gate)
+                {
+                    foreach (var (name, result) in Results(engine))
+                        if (rows.TryGetValue(name, out var row)) table.UpdateCell(row, 3, BookTables.Esc(result));
+                    live.Refresh();
+                }
+            }
         });
+    }
+
+    /// <summary>Each atom's result, or its failure as "Type: message", by atom name.</summary>
+    private static IEnumerable<(string Atom, string Result)> Results(FlowEngine engine)
+    {
+        FlowStorage storage;
+        try { storage = engine.Storage; } catch (InvalidOperationException) { yield break; }
+        var failures = storage.GetFailures();
+        foreach (var (name, (state, _)) in storage.GetAtomStates())
+            yield return (name, state == AtomState.Success ? Result(storage, name)
+                : failures.TryGetValue(name, out var f) ? $"{f.ExceptionTypeName[(f.ExceptionTypeName.LastIndexOf('.') + 1)..]}: {f.Message}" : "");
     }
 
     private static IEnumerable<string> AtomNames(FlowNode node) => node switch
@@ -162,16 +185,12 @@ internal static class RunCommand
 
     private static void WriteSummary(CliConsole console, FlowEngine engine)
     {
+        IReadOnlyDictionary<string, (AtomState State, AtomIntention Intention)> states;
+        try { states = engine.Storage.GetAtomStates(); }
+        catch (InvalidOperationException) { return; } // the run never started: nothing to summarise
         var table = console.NewTable("Atom", "State", "Result");
-        FlowStorage? storage = null;
-        try { storage = engine.Storage; } catch (InvalidOperationException) { return; }
-        var failures = storage.GetFailures();
-        foreach (var (name, (state, _)) in storage.GetAtomStates())
-        {
-            string result = state == AtomState.Success ? Result(storage, name)
-                : failures.TryGetValue(name, out var f) ? $"{f.ExceptionTypeName[(f.ExceptionTypeName.LastIndexOf('.') + 1)..]}: {f.Message}" : "";
-            table.AddRow(BookTables.Esc(name), BookTables.State(state), BookTables.Esc(result));
-        }
+        foreach (var (name, result) in Results(engine))
+            table.AddRow(BookTables.Esc(name), BookTables.State(states[name].State), BookTables.Esc(result));
         console.Write(table);
     }
 
