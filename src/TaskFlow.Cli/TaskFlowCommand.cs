@@ -49,7 +49,7 @@ public static class TaskFlowCommand
         {
             return Report(console, e.ExitCode, e.Message, e.Hint, parse.GetValue(verbose) ? e.InnerException ?? e : null);
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException)
         {
             return Report(console, ExitCodes.Cancelled, "Interrupted.", null, null);
         }

@@ -66,9 +66,10 @@ internal static class BookJson
         switch (atom)
         {
             case TaskDetail task:
-                node["result"] = Json(task.Result);
+                // Absent: no result; null: a result that is JSON null (the store keeps the two apart, so does this).
+                if (task.Result is not null) node["result"] = Json(task.Result);
                 node["failure"] = Failure(task.Failure);
-                node["revertResult"] = Json(task.RevertResult);
+                if (task.RevertResult is not null) node["revertResult"] = Json(task.RevertResult);
                 node["revertFailure"] = Failure(task.RevertFailure);
                 break;
             case RetryDetail retry:
