@@ -62,6 +62,31 @@ public sealed class RunCommandTests
     }
 
     [Fact]
+    public async Task Run_PersistedRetry_BooksShowsTheRetryWithItsHistory()
+    {
+        using var dir = new TemporaryDirectory();
+        var database = dir.File("runs.db");
+        var run = await Run("--factory", "Publishing.Create", "--store", "url=https://example.test/a.png", "--db", database);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        await using var backend = new SqlitePersistenceBackend($"Data Source={database}");
+        var saved = Assert.Single(await backend.ListFlowDetailsAsync(Assert.Single(await backend.ListLogBooksAsync()).Id));
+        var retry = Assert.IsType<RetryDetail>(saved.FindAtom("retry_twice"));
+
+        var show = await CliRunner.RunAsync("books", "show", "--db", database);
+        var json = await CliRunner.RunAsync("books", "show", "--json", "--db", database);
+
+        Assert.Contains($"| retry | SUCCESS | EXECUTE   | {retry.History.Count} attempt", Row(show, "retry_twice"), StringComparison.Ordinal);
+        using var document = System.Text.Json.JsonDocument.Parse(json.Output);
+        var node = document.RootElement.GetProperty("flowDetails")[0].GetProperty("atoms").EnumerateArray()
+            .Single(a => a.GetProperty("name").GetString() == "retry_twice");
+        Assert.Equal("retry", node.GetProperty("kind").GetString());
+        var history = node.GetProperty("history").EnumerateArray().ToList();
+        Assert.Equal(retry.History.Count, history.Count);
+        Assert.True(System.Text.Json.JsonElement.DeepEquals(retry.History[0].Value!.Value, history[0].GetProperty("value")));
+        Assert.False(node.TryGetProperty("result", out _));
+    }
+
+    [Fact]
     public async Task Run_ResumeOfAFinishedRun_RunsNothingAgain()
     {
         using var dir = new TemporaryDirectory();
