@@ -7,13 +7,27 @@ namespace TaskFlow.Cli.Tests.Console;
 /// <summary>No password from a connection string is ever printed: in errors, with --verbose, or in normal output.</summary>
 public sealed class PasswordMaskingTests
 {
-    private static string PostgresConnectionString =>
-        Environment.GetEnvironmentVariable("TASKFLOW_POSTGRES") ?? "Host=127.0.0.1;Port=5440;Username=taskflow;Password=taskflow;Database=taskflow";
+    /// <summary>
+    /// TASKFLOW_POSTGRES (set by scripts/test.sh); null on a developer machine without a server, where the tests that
+    /// need one return early (xunit 2 cannot skip at run time). Under CI=true a missing server is a failure.
+    /// </summary>
+    private static string? PostgresConnectionString
+    {
+        get
+        {
+            var value = Environment.GetEnvironmentVariable("TASKFLOW_POSTGRES");
+            if (!string.IsNullOrWhiteSpace(value)) return value;
+            if (string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
+                throw new InvalidOperationException("TASKFLOW_POSTGRES is not set but CI=true: the PostgreSQL tests of the CLI need a server (scripts/services.sh).");
+            return null;
+        }
+    }
 
     [Fact]
     public async Task WrongPassword_StoreErrorNeverShowsThePassword()
     {
-        var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionString) { Password = "Wr0ng-S3cret-" + Guid.NewGuid().ToString("N")[..8], Timeout = 5 };
+        if (PostgresConnectionString is not { } connection) return;
+        var builder = new NpgsqlConnectionStringBuilder(connection) { Password = "Wr0ng-S3cret-" + Guid.NewGuid().ToString("N")[..8], Timeout = 5 };
 
         var result = await CliRunner.RunAsync("books", "list", "--verbose", "--db", builder.ConnectionString);
 
@@ -35,8 +49,8 @@ public sealed class PasswordMaskingTests
     [Fact]
     public async Task PersistedRunOnPostgreSql_OutputNamesTheStoreWithoutThePassword()
     {
+        if (PostgresConnectionString is not { } connection) return;
         var schema = "cli_test_" + Guid.NewGuid().ToString("N")[..12];
-        var connection = PostgresConnectionString;
         var password = new NpgsqlConnectionStringBuilder(connection).Password!;
         try
         {
