@@ -1,0 +1,34 @@
+using TaskFlow.Chaos.BadInput;
+using TaskFlow.Chaos.CrashResume;
+using TaskFlow.Chaos.Load;
+
+// dotnet run -c Release --project test/TaskFlow.Chaos -- <command> [options]
+// Each command prints one line per case and ends with "N passed, N failed"; the exit code is non-zero on any failure.
+return args.Length == 0 ? Usage() : args[0] switch
+{
+    "crash-resume" => await CrashResumeChaos.RunAsync(args[1..]),
+    CrashResumeChaos.ChildCommand => await CrashResumeChaos.RunChildAsync(args[1..]),
+    "load" => await LoadChaos.RunAsync(args[1..]),
+    "bad-input" => await BadInputChaos.RunAsync(args[1..]),
+    "-h" or "--help" or "help" => Usage(0),
+    _ => Usage(),
+};
+
+static int Usage(int code = 2)
+{
+    Console.Error.WriteLine("""
+        usage: TaskFlow.Chaos <command> [options]
+          crash-resume --backend sqlite|postgres|directory [--iterations N] [--seed S] [--max-kills K]
+              Runs persisted flows in child processes, SIGKILLs them at random points, resumes them in new
+              children, and checks nothing finished was re-run and the end state equals an uninterrupted run.
+              PostgreSQL is read from TASKFLOW_POSTGRES (scripts/services.sh start postgres).
+          load --backend memory|sqlite|postgres [--flows N] [--parallel P] [--durability fsync|wal] [--soak-seconds S]
+              Runs N persisted flows, P at a time, on the parallel engine in this process; checks every outcome and
+              what was saved; reports throughput and peak memory. With --soak-seconds, repeats for S seconds and
+              fails if the heap grows after warm-up.
+          bad-input [--cases N] [--seed S]
+              Invalid flows, unsaveable values, damaged SQLite files and rows, newer schemas, mutated saved documents:
+              each must end in a documented exception naming what is at fault, and untouched data must still load.
+        """);
+    return code;
+}
