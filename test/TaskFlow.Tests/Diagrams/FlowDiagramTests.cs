@@ -175,6 +175,18 @@ public sealed class FlowDiagramTests
     }
 
     [Fact]
+    public async Task FromFlow_BeforeAndAfterAnEngineCompilesTheSameFlow_BothWork()
+    {
+        var flow = NestedWithRetry();
+        var before = FlowDiagram.ToMermaid(FlowInfo.FromFlow(flow));
+        var engine = FlowEngine.CreateSerial(flow);
+        await engine.RunAsync();
+        Assert.Equal(before, FlowDiagram.ToMermaid(FlowInfo.FromFlow(flow)));
+        Assert.Equal(before, FlowDiagram.ToMermaid(FlowInfo.FromEngine(engine)));
+        Assert.Throws<InvalidOperationException>(() => flow.Add(Task("late"))); // described flows are frozen, like compiled ones
+    }
+
+    [Fact]
     public void FromFlow_DescribesKindsRequiresAndProvides()
     {
         var info = FlowInfo.FromFlow(GraphWithDecider());
@@ -263,6 +275,30 @@ public sealed class FlowDiagramTests
         Assert.StartsWith("digraph \"say \\\"hi\\\" #1 <b> & `x` | y\\\\z\" {\n", dot);
         Assert.Contains("a0 [label=\"quote\\\"d\"];", dot);
         Assert.Contains("a1 [label=\"new line\"];", dot);
+    }
+
+    [Fact]
+    public async Task ToDot_EveryShape_IsAcceptedByGraphvizWhereInstalled()
+    {
+        // Graphviz is not part of the build image: where `dot` is missing this checks nothing beyond the text tests above.
+        var dot = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+            .Select(d => Path.Combine(d, "dot")).FirstOrDefault(File.Exists);
+        if (dot is null) return;
+        var flows = new[] { Linear(), Unordered(), GraphWithDecider(), NestedWithRetry(),
+            new LinearFlow("say \"hi\" #1 <b> & `x` | y\\z {c} end") { Task("quote\"d"), Task("new\nline") } };
+        foreach (var flow in flows)
+        {
+            var info = FlowInfo.FromFlow(flow);
+            var text = FlowDiagram.ToDot(info, info.Atoms.ToDictionary(a => a.Name, _ => AtomState.Ignore));
+            var psi = new System.Diagnostics.ProcessStartInfo(dot, "-Tcanon") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+            using var process = System.Diagnostics.Process.Start(psi)!;
+            await process.StandardInput.WriteAsync(text);
+            process.StandardInput.Close();
+            var stderr = process.StandardError.ReadToEndAsync();
+            await process.StandardOutput.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            Assert.True(process.ExitCode == 0, $"dot rejected the diagram of '{flow.Name}': {await stderr}\n{text}");
+        }
     }
 
     [Theory]

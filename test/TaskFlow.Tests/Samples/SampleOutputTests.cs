@@ -19,6 +19,7 @@ public sealed partial class SampleOutputTests
     [InlineData("Store", "", "expected-output.txt", 0)]
     [InlineData("Retry", "", "expected-output.txt", 0)]
     [InlineData("Notifications", "", "expected-output.txt", 0)]
+    [InlineData("Diagrams", "", "expected-output.txt", 0)]
     public async Task Sample_PrintsExpectedOutput(string sample, string arguments, string expectedFile, int expectedExitCode)
     {
         using var workDir = new TemporaryDirectory();

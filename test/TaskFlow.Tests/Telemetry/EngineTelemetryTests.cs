@@ -66,8 +66,10 @@ public sealed class EngineTelemetryTests
         return lines;
     }
 
-    [Fact]
-    public async Task RunAsync_NestedFlowWithFailureAndRevert_EmitsSpanTreeOfTheFlow()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task RunAsync_NestedFlowWithFailureAndRevert_EmitsSpanTreeOfTheFlow(bool persisted)
     {
         var name = "outer-" + Guid.NewGuid().ToString("N");
         var flow = new LinearFlow(name)
@@ -85,7 +87,9 @@ public sealed class EngineTelemetryTests
         ActivitySource.AddActivityListener(callerListener);
         using (var request = caller.StartActivity("request"))
         {
-            await Assert.ThrowsAsync<InvalidOperationException>(() => FlowEngine.CreateSerial(flow).RunAsync());
+            // With persistence, notifications wait until the change they report is saved: the tree must not change.
+            var options = new EngineOptions { Persistence = persisted ? new global::TaskFlow.Persistence.InMemoryPersistenceBackend() : null };
+            await Assert.ThrowsAsync<InvalidOperationException>(() => FlowEngine.CreateSerial(flow, options).RunAsync());
             Assert.Same(request, Activity.Current); // tracing never changes the caller's current activity
             var root = collector.Spans.Single(s => s.DisplayName == $"flow {name}");
             Assert.Equal(request!.SpanId, root.ParentSpanId); // the run is part of the caller's trace
@@ -213,6 +217,9 @@ public sealed class EngineTelemetryTests
         engine.Prepare();
         Assert.Null(EngineTelemetry.AttachIfListening(engine));
         Assert.False(engine.Notifications.HasSubscribers<global::TaskFlow.Notifications.AtomStateChanged>());
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++) Assert.Null(EngineTelemetry.AttachIfListening(engine));
+        Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread()); // the unobserved run pays a check, not an allocation
 
         using var listener = new ActivityListener { ShouldListenTo = s => s.Name == TaskFlowTelemetry.ActivitySourceName, Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllData };
         ActivitySource.AddActivityListener(listener);
