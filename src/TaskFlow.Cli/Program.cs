@@ -1,0 +1,1 @@
+return await TaskFlow.Cli.TaskFlowCommand.InvokeAsync(args, Console.Out, Console.Error, interactive: !Console.IsOutputRedirected);
