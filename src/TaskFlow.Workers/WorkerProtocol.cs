@@ -161,9 +161,20 @@ public static class WorkerProtocol
         }
     }
 
-    /// <summary>A received JSON value as a value for the engine or a task: null for JSON null, else the element.</summary>
-    internal static object? ToValue(JsonElement? element) =>
-        element is { ValueKind: not JsonValueKind.Null and not JsonValueKind.Undefined } e ? e : null;
+    /// <summary>
+    /// A received JSON value as a value for the engine or a task: null, a string or a bool for those JSON values (each
+    /// has one natural .NET type, and a string result stays indexable by positional provides), else the element, which
+    /// <see cref="Atoms.ArgumentConverter"/> converts to whatever type a parameter declares.
+    /// </summary>
+    internal static object? ToValue(JsonElement? element) => element switch
+    {
+        null => null,
+        { ValueKind: JsonValueKind.Null or JsonValueKind.Undefined } => null,
+        { ValueKind: JsonValueKind.String } e => e.GetString(),
+        { ValueKind: JsonValueKind.True } => true,
+        { ValueKind: JsonValueKind.False } => false,
+        { } e => e,
+    };
 
     /// <summary>A value as JSON, with the persistence options (failures in their JSON form, no type names).</summary>
     /// <exception cref="ArgumentException">The value cannot be written as JSON.</exception>

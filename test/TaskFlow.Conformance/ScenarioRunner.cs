@@ -13,13 +13,13 @@ public static class ScenarioRunner
 {
     public sealed record Result(string Name, bool Passed, string? Difference);
 
-    public static Result RunFile(string path)
+    public static Result RunFile(string path, EngineMode? mode = null)
     {
         var scenario = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
         var name = scenario["name"]?.GetValue<string>() ?? Path.GetFileNameWithoutExtension(path);
         try
         {
-            var observed = Observe(scenario);
+            var observed = Observe(scenario, mode ?? EngineMode.Local);
             var diff = Compare(scenario["expect"]!.AsObject(), observed);
             return new Result(name, diff is null, diff);
         }
@@ -29,7 +29,7 @@ public static class ScenarioRunner
         }
     }
 
-    public static JsonObject Observe(JsonObject scenario)
+    public static JsonObject Observe(JsonObject scenario, EngineMode mode)
     {
         bool serial = scenario["engine"]?.GetValue<string>() != "parallel";
         var recorder = new Recorder(serial);
@@ -44,8 +44,8 @@ public static class ScenarioRunner
         {
             return Invalid("build", e);
         }
-        var options = new EngineOptions { Store = store };
-        var engine = serial ? FlowEngine.CreateSerial(flow, options) : FlowEngine.CreateParallel(flow, options);
+        var run = mode.Create(flow, serial, store);
+        var engine = run.Engine;
         try { engine.Compile(); engine.Prepare(); }
         catch (Exception e) { return Invalid("compile", e); }
         try { engine.Validate(); }
@@ -61,6 +61,7 @@ public static class ScenarioRunner
         string outcome = "success";
         try
         {
+            run.StartAsync().GetAwaiter().GetResult();
             engine.RunAsync().GetAwaiter().GetResult();
         }
         catch (WrappedFailureException w)
@@ -72,6 +73,11 @@ public static class ScenarioRunner
         {
             outcome = "failure";
             errors.Add(Canonical.Message(Failure.FromException(e)));
+        }
+
+        finally
+        {
+            run.StopAsync().GetAwaiter().GetResult();
         }
 
         var atoms = new JsonObject();
