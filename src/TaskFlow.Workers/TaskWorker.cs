@@ -167,6 +167,7 @@ public sealed class TaskWorker : IAsyncDisposable
             var failure = Failure.FromException(new NotFoundException(
                 $"Worker '{WorkerId}' on topic '{Topic}' has no task named '{request.TaskName}' (atom '{request.AtomName}'); it runs: {names}."));
             await SendAsync(request, new TaskResponse(request.Id, ResponseState.Failure, WorkerId) { Failure = failure }, "FAILURE").ConfigureAwait(false);
+            Interlocked.Increment(ref _completed);
             return;
         }
 

@@ -50,12 +50,12 @@ public sealed class DistributedHarness : IAsyncDisposable
     }
 
     /// <summary>Starts a worker on its own connection hosting <paramref name="tasks"/> by atom name.</summary>
-    public async Task<(TaskWorker Worker, InMemoryWorkerTransport Connection)> StartWorkerAsync(IEnumerable<FlowTask> tasks, TimeSpan? heartbeat = null, int concurrency = 8, ListLogger? log = null)
+    public async Task<(TaskWorker Worker, InMemoryWorkerTransport Connection)> StartWorkerAsync(IEnumerable<FlowTask> tasks, TimeSpan? heartbeat = null, int concurrency = 8, ListLogger? log = null, string? topic = null)
     {
         var connection = Connect();
         var worker = new TaskWorker(connection, new TaskWorkerOptions
         {
-            Topic = Topic,
+            Topic = topic ?? Topic,
             MaxConcurrency = concurrency,
             HeartbeatInterval = heartbeat ?? TimeSpan.FromMilliseconds(200),
         }, log);
@@ -65,10 +65,10 @@ public sealed class DistributedHarness : IAsyncDisposable
         return (worker, connection);
     }
 
-    public DistributedEngineOptions Options(EngineOptions? engine = null, TimeSpan? requestTimeout = null, TimeSpan? expiry = null, TimeSpan? executionTimeout = null) => new()
+    public DistributedEngineOptions Options(EngineOptions? engine = null, TimeSpan? requestTimeout = null, TimeSpan? expiry = null, TimeSpan? executionTimeout = null, IReadOnlyList<string>? topics = null) => new()
     {
         Transport = EngineTransport,
-        Topics = [Topic],
+        Topics = topics ?? [Topic],
         TaskName = DistributedEngineOptions.ByAtomName,
         RequestTimeout = requestTimeout ?? TimeSpan.FromSeconds(10),
         WorkerExpiry = expiry,
