@@ -1,0 +1,26 @@
+using TaskFlow.Chaos.Workers;
+
+// dotnet run -c Release --project test/TaskFlow.Chaos -- <command> [options]
+// Each command prints one line per failed case and ends with "N passed, N failed"; the exit code is non-zero on any failure.
+return args.Length == 0 ? Usage() : args[0] switch
+{
+    "workers" => await WorkersChaos.RunAsync(args[1..]),
+    "workers-bench" => await WorkersChaos.RunBenchmarkAsync(args[1..]),
+    WorkersChaos.ChildCommand => await WorkersChaos.RunWorkerProcessAsync(args[1..]),
+    "-h" or "--help" or "help" => Usage(0),
+    _ => Usage(),
+};
+
+static int Usage(int code = 2)
+{
+    Console.Error.WriteLine("""
+        usage: TaskFlow.Chaos <command> [options]
+          workers --workers W --flows F --kill-every K [--concurrency C] [--seed S]
+              Runs F flows on distributed engines against W worker processes over RabbitMQ (TASKFLOW_AMQP),
+              SIGKILLs a worker every K started tasks and starts another, and checks every flow ends in its
+              expected state with each task's effect applied once or reverted, none doubled.
+          workers-bench [--workers 1,4] [--requests N] [--concurrency C]
+              Remote task round trips per second over RabbitMQ with each number of worker processes.
+        """);
+    return code;
+}
