@@ -1,9 +1,14 @@
+using TaskFlow.Chaos.CrashResume;
+using TaskFlow.Chaos.Load;
 using TaskFlow.Chaos.Workers;
 
 // dotnet run -c Release --project test/TaskFlow.Chaos -- <command> [options]
-// Each command prints one line per failed case and ends with "N passed, N failed"; the exit code is non-zero on any failure.
+// Each command prints one line per case and ends with "N passed, N failed"; the exit code is non-zero on any failure.
 return args.Length == 0 ? Usage() : args[0] switch
 {
+    "crash-resume" => await CrashResumeChaos.RunAsync(args[1..]),
+    CrashResumeChaos.ChildCommand => await CrashResumeChaos.RunChildAsync(args[1..]),
+    "load" => await LoadChaos.RunAsync(args[1..]),
     "workers" => await WorkersChaos.RunAsync(args[1..]),
     "workers-bench" => await WorkersChaos.RunBenchmarkAsync(args[1..]),
     WorkersChaos.ChildCommand => await WorkersChaos.RunWorkerProcessAsync(args[1..]),
@@ -15,6 +20,14 @@ static int Usage(int code = 2)
 {
     Console.Error.WriteLine("""
         usage: TaskFlow.Chaos <command> [options]
+          crash-resume --backend sqlite|postgres|directory [--iterations N] [--seed S] [--max-kills K]
+              Runs persisted flows in child processes, SIGKILLs them at random points, resumes them in new
+              children, and checks nothing finished was re-run and the end state equals an uninterrupted run.
+              PostgreSQL is read from TASKFLOW_POSTGRES (scripts/services.sh start postgres).
+          load --backend memory|sqlite|postgres [--flows N] [--parallel P] [--durability fsync|wal] [--soak-seconds S]
+              Runs N persisted flows, P at a time, on the parallel engine in this process; checks every outcome and
+              what was saved; reports throughput and peak memory. With --soak-seconds, repeats for S seconds and
+              fails if the heap grows after warm-up.
           workers --workers W --flows F --kill-every K [--concurrency C] [--seed S]
               Runs F flows on distributed engines against W worker processes over RabbitMQ (TASKFLOW_AMQP),
               SIGKILLs a worker every K started tasks and starts another, and checks every flow ends in its

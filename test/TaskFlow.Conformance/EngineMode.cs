@@ -21,7 +21,7 @@ public abstract class EngineMode
 
     public abstract string Name { get; }
 
-    public abstract ScenarioRun Create(Flow flow, bool serial, IDictionary<string, object?> store);
+    public abstract ScenarioRun Create(Flow flow, bool serial, EngineOptions options);
 
     /// <summary>The distributed engine over <paramref name="transport"/> (shared by every scenario; each gets its own topic).</summary>
     public static EngineMode Distributed(string name, IWorkerTransport transport) => new DistributedMode(name, () => transport, ownsTransport: false);
@@ -38,9 +38,8 @@ public abstract class EngineMode
     {
         public override string Name => "local";
 
-        public override ScenarioRun Create(Flow flow, bool serial, IDictionary<string, object?> store)
+        public override ScenarioRun Create(Flow flow, bool serial, EngineOptions options)
         {
-            var options = new EngineOptions { Store = store };
             var engine = serial ? FlowEngine.CreateSerial(flow, options) : FlowEngine.CreateParallel(flow, options);
             return new ScenarioRun(engine, () => Task.CompletedTask, () => Task.CompletedTask);
         }
@@ -50,7 +49,7 @@ public abstract class EngineMode
     {
         public override string Name => name;
 
-        public override ScenarioRun Create(Flow flow, bool serial, IDictionary<string, object?> store)
+        public override ScenarioRun Create(Flow flow, bool serial, EngineOptions engineOptions)
         {
             var transport = connect();
             var topic = "conformance." + Guid.NewGuid().ToString("N");
@@ -60,11 +59,17 @@ public abstract class EngineMode
                 Topics = [topic],
                 TaskName = DistributedEngineOptions.ByAtomName,
                 RequestTimeout = TimeSpan.FromSeconds(30),
-                Engine = new EngineOptions { Store = store },
+                Engine = engineOptions,
             };
             // The serial scenarios keep the serial engine (their traces are totally ordered); it runs tasks remotely too.
             var engine = serial
-                ? FlowEngine.CreateSerial(flow, new EngineOptions { Store = store, Executor = new DistributedTaskExecutor(options) })
+                ? FlowEngine.CreateSerial(flow, new EngineOptions
+                {
+                    Store = engineOptions.Store,
+                    Persistence = engineOptions.Persistence,
+                    FlowDetailId = engineOptions.FlowDetailId,
+                    Executor = new DistributedTaskExecutor(options),
+                })
                 : FlowEngine.CreateDistributed(flow, options);
             TaskWorker? worker = null;
             return new ScenarioRun(engine,

@@ -1,18 +1,29 @@
 using TaskFlow.Conformance;
 
-// dotnet run -c Release --project test/TaskFlow.Conformance -- [--engine local|distributed-memory|distributed-rabbitmq]
-//     [--subset N] DIR... : runs every scenario in the folders (or files); --subset takes N spread over every area.
-var inputs = new List<string>();
+// dotnet run -c Release --project test/TaskFlow.Conformance -- [--persist memory|directory|sqlite]
+//     [--engine local|distributed-memory|distributed-rabbitmq] [--subset N] DIR...
+// Runs every scenario in the folders (or files). With --persist each run is saved as it runs, and the saved run is
+// checked; --engine distributed-* runs each flow's tasks on a worker over a transport; --subset takes N scenarios
+// spread over every area.
+var persistence = ScenarioRunner.Persistence.None;
 string engineName = "local";
 int? subset = null;
+var inputs = new List<string>();
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
     {
+        case "--persist" when i + 1 < args.Length:
+            if (!Enum.TryParse(args[++i], ignoreCase: true, out persistence) || persistence == ScenarioRunner.Persistence.None)
+            {
+                Console.Error.WriteLine($"error: --persist takes memory, directory or sqlite, not '{args[i]}'.");
+                return 2;
+            }
+            break;
         case "--engine" when i + 1 < args.Length: engineName = args[++i]; break;
         case "--subset" when i + 1 < args.Length && int.TryParse(args[i + 1], out var n) && n > 0: subset = n; i++; break;
-        case "--engine" or "--subset":
-            Console.Error.WriteLine($"error: {args[i]} needs a value (--engine local|distributed-memory|distributed-rabbitmq, --subset N with N > 0).");
+        case "--persist" or "--engine" or "--subset":
+            Console.Error.WriteLine($"error: {args[i]} needs a value (--persist memory|directory|sqlite, --engine local|distributed-memory|distributed-rabbitmq, --subset N with N > 0).");
             return 2;
         default: inputs.Add(args[i]); break;
     }
@@ -42,7 +53,7 @@ catch (ArgumentException e)
 int passed = 0, failed = 0;
 foreach (var file in files)
 {
-    var result = ScenarioRunner.RunFile(file, mode);
+    var result = ScenarioRunner.RunFile(file, persistence, mode);
     if (result.Passed) { passed++; Console.WriteLine($"PASS {result.Name}"); }
     else { failed++; Console.WriteLine($"FAIL {result.Name}: {result.Difference}"); }
 }

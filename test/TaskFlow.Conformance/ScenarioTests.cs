@@ -37,7 +37,7 @@ public sealed class ScenarioTests
     [MemberData(nameof(Scenarios))]
     public void Scenario_MatchesTaskFlow_OnDistributedEngineInMemory(string file)
     {
-        var result = ScenarioRunner.RunFile(Path.Combine(AppContext.BaseDirectory, file), EngineMode.DistributedInMemory);
+        var result = ScenarioRunner.RunFile(Path.Combine(AppContext.BaseDirectory, file), ScenarioRunner.Persistence.None, EngineMode.DistributedInMemory);
         Assert.True(result.Passed, result.Difference);
     }
 
@@ -48,7 +48,16 @@ public sealed class ScenarioTests
         // No server on a developer machine: nothing to run against (under CI=true, Uri throws instead).
         if (RabbitMqConnection.Uri is null) return;
         await using var rabbit = await RabbitMqConnection.OpenAsync();
-        var result = ScenarioRunner.RunFile(Path.Combine(AppContext.BaseDirectory, file), EngineMode.Distributed("distributed-rabbitmq", rabbit.Transport));
+        var result = ScenarioRunner.RunFile(Path.Combine(AppContext.BaseDirectory, file), ScenarioRunner.Persistence.None, EngineMode.Distributed("distributed-rabbitmq", rabbit.Transport));
+        Assert.True(result.Passed, result.Difference);
+    }
+
+    /// <summary>The same runs saved to SQLite as they run: same outcome, and what was saved is what the run holds.</summary>
+    [Theory]
+    [MemberData(nameof(Scenarios))]
+    public void Scenario_MatchesTaskFlow_WhenPersistedToSqlite(string file)
+    {
+        var result = ScenarioRunner.RunFile(Path.Combine(AppContext.BaseDirectory, file), ScenarioRunner.Persistence.Sqlite);
         Assert.True(result.Passed, result.Difference);
     }
 }
