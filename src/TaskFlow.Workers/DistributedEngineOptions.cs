@@ -40,7 +40,7 @@ public sealed class DistributedEngineOptions
     public TimeSpan? WorkerExpiry { get; init; }
 
     /// <summary>
-    /// How many times a revert whose worker was lost is sent again (to another worker) before the revert fails. Reverts
+    /// How many times a revert whose worker was lost (or that no worker accepted in time) is sent again before the revert fails. Reverts
     /// must be idempotent, as in TaskFlow (a resumed flow may revert a task again). Executes are never sent again: a lost
     /// execute fails, and the flow's retry controller decides.
     /// </summary>

@@ -103,5 +103,8 @@ public sealed class DistributedTaskExecutor : TaskExecutor
     }
 }
 
-/// <summary>The worker running a request stopped heartbeating; a revert may be sent again, an execute fails.</summary>
+/// <summary>
+/// The worker running a request stopped heartbeating, or a sent request was never accepted: a revert may be sent again,
+/// an execute fails with <see cref="WorkerTimeoutException"/>.
+/// </summary>
 internal sealed class WorkerLostException(string message) : Exception(message);

@@ -171,9 +171,9 @@ public sealed class TaskWorker : IAsyncDisposable
             return;
         }
 
-        await SendAsync(request, new TaskResponse(request.Id, ResponseState.Running, WorkerId), "RUNNING").ConfigureAwait(false);
+        // RUNNING goes out while the task starts (not before): the progress and final replies queue behind it.
+        var progress = new ProgressSender(this, request, SendAsync(request, new TaskResponse(request.Id, ResponseState.Running, WorkerId), "RUNNING"));
         WorkerLog.Running(_logger, WorkerId, request.Action, request.TaskName, request.AtomName, request.Id);
-        var progress = new ProgressSender(this, request);
         TaskResponse final;
         using (var cts = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token))
         {
@@ -273,10 +273,10 @@ public sealed class TaskWorker : IAsyncDisposable
     }
 
     /// <summary>Sends a request's progress reports in order, without making the task wait for the transport.</summary>
-    private sealed class ProgressSender(TaskWorker worker, TaskRequest request)
+    private sealed class ProgressSender(TaskWorker worker, TaskRequest request, Task first)
     {
         private readonly Lock _gate = new();
-        private Task _last = Task.CompletedTask;
+        private Task _last = first;
 
         public void Report(double progress, object? details)
         {

@@ -265,8 +265,10 @@ internal sealed class WorkerClient
                 }
                 break;
             case RequestState.Pending:
+                // Sent but never accepted: still queued behind busy workers, or taken by a worker that died before its
+                // RUNNING got out. Either way it did not run here; a revert may be sent again, an execute fails.
                 if (now - p.CreatedAt > p.Options.RequestTimeout)
-                    Fail(p, new WorkerTimeoutException($"{task}: request timed out after {Seconds(p.Options.RequestTimeout)}: no worker on topic '{p.Topic}' accepted it (they may be busy or gone). Add workers, or raise DistributedEngineOptions.RequestTimeout."));
+                    Fail(p, new WorkerLostException($"{task}: request timed out after {Seconds(p.Options.RequestTimeout)}: no worker on topic '{p.Topic}' accepted it (they may be busy or gone). Add workers, or raise DistributedEngineOptions.RequestTimeout."));
                 break;
             case RequestState.Running:
                 WorkerInfo? w;

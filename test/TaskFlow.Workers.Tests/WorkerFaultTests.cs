@@ -104,6 +104,47 @@ public sealed class WorkerFaultTests
     }
 
     [Fact]
+    public async Task RunAsync_WorkerDiesMidRevert_TheRevertIsSentAgainToAnotherWorker()
+    {
+        await using var h = new DistributedHarness();
+        var a = new FirstRevertHangs { Name = "a" };
+        var flow = new LinearFlow("f")
+        {
+            a,
+            FlowTask.Create("b", new Func<int>(() => throw new InvalidOperationException("b failed"))),
+        };
+        var tasks = DistributedHarness.TasksOf(flow).ToList();
+        var (_, firstConnection) = await h.StartWorkerAsync(tasks, heartbeat: TimeSpan.FromMilliseconds(100));
+        var engine = FlowEngine.CreateDistributed(flow, h.Options(expiry: TimeSpan.FromMilliseconds(500)));
+        var run = engine.RunAsync();
+        await a.RevertStarted.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await firstConnection.DisposeAsync();
+        await h.StartWorkerAsync(tasks, heartbeat: TimeSpan.FromMilliseconds(100));
+
+        var ex = await Assert.ThrowsAsync<WrappedFailureException>(() => run.WaitAsync(TimeSpan.FromSeconds(20)));
+        Assert.Equal("b failed", Assert.Single(ex.Failures).Message);
+        Assert.Equal(FlowState.Reverted, engine.State);
+        Assert.Equal(2, a.Reverts);
+        Assert.True(h.EngineLog.Contains("Revert of atom a is sent again (attempt 2)"));
+        a.Never.SetResult();
+    }
+
+    private sealed class FirstRevertHangs : FlowTask
+    {
+        private int _reverts;
+        public TaskCompletionSource RevertStarted { get; } = new();
+        public TaskCompletionSource Never { get; } = new();
+        public int Reverts => Volatile.Read(ref _reverts);
+
+        public int Execute() => 1;
+
+        public async Task Revert()
+        {
+            if (Interlocked.Increment(ref _reverts) == 1) { RevertStarted.TrySetResult(); await Never.Task; }
+        }
+    }
+
+    [Fact]
     public async Task RunAsync_WorkerComesBackAfterBeingPresumedLost_ItsLateResponseIsIgnored()
     {
         await using var h = new DistributedHarness();
