@@ -42,13 +42,6 @@ internal sealed class WorkerClient
     public static WorkerClient For(IWorkerTransport transport, DistributedEngineOptions options) =>
         Clients.GetValue(transport, t => new WorkerClient(t, options));
 
-    /// <summary>Live workers by topic, as this engine sees them (for diagnostics and tests).</summary>
-    public IReadOnlyList<(string WorkerId, string Topic)> LiveWorkers(TimeSpan? expiry)
-    {
-        var now = _time.GetUtcNow();
-        lock (_gate) return [.. _workers.Values.Where(w => w.IsLive(now, expiry)).Select(w => (w.Id, w.Topic))];
-    }
-
     /// <summary>Sends a request and waits for its final response (a FAILURE response is returned, not thrown).</summary>
     public async Task<TaskResponse> SendAsync(TaskRequest request, DistributedEngineOptions options, TaskContext context)
     {

@@ -217,17 +217,13 @@ public static class WorkersChaos
             return root;
         }
 
-        private static bool RaisedByDesignOrLostWorkers(Exception? error)
+        // Kills surface as WorkerTimeoutException: a worker presumed lost, or a request it took and never started.
+        private static bool RaisedByDesignOrLostWorkers(Exception? error) => error switch
         {
-            static bool Expected(string message) =>
-                message.Contains("fails by design", StringComparison.Ordinal) || message.Contains("presumed lost", StringComparison.Ordinal);
-            return error switch
-            {
-                WrappedFailureException w => w.Failures.All(f => Expected(f.Message)),
-                WorkerTimeoutException t => Expected(t.Message),
-                _ => false,
-            };
-        }
+            WrappedFailureException w => w.Failures.All(f => f.Check<WorkerTimeoutException>() || f.Message.Contains("fails by design", StringComparison.Ordinal)),
+            WorkerTimeoutException => true,
+            _ => false,
+        };
 
         public string? Check(FlowEngine engine, Exception? error, EffectLedger ledger)
         {
