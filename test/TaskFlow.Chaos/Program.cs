@@ -1,4 +1,6 @@
+using TaskFlow.Chaos.BadInput;
 using TaskFlow.Chaos.CrashResume;
+using TaskFlow.Chaos.Faults;
 using TaskFlow.Chaos.Load;
 using TaskFlow.Chaos.Workers;
 
@@ -9,6 +11,9 @@ return args.Length == 0 ? Usage() : args[0] switch
     "crash-resume" => await CrashResumeChaos.RunAsync(args[1..]),
     CrashResumeChaos.ChildCommand => await CrashResumeChaos.RunChildAsync(args[1..]),
     "load" => await LoadChaos.RunAsync(args[1..]),
+    "bad-input" => await BadInputChaos.RunAsync(args[1..]),
+    "faults" => await FaultsChaos.RunAsync(args[1..]),
+    FaultsChaos.LockHolderCommand => await FaultsChaos.HoldLockAsync(args[1..]),
     "workers" => await WorkersChaos.RunAsync(args[1..]),
     "workers-bench" => await WorkersChaos.RunBenchmarkAsync(args[1..]),
     WorkersChaos.ChildCommand => await WorkersChaos.RunWorkerProcessAsync(args[1..]),
@@ -28,6 +33,12 @@ static int Usage(int code = 2)
               Runs N persisted flows, P at a time, on the parallel engine in this process; checks every outcome and
               what was saved; reports throughput and peak memory. With --soak-seconds, repeats for S seconds and
               fails if the heap grows after warm-up.
+          bad-input [--cases N] [--seed S]
+              Invalid flows, unsaveable values, damaged SQLite files and rows, newer schemas, mutated saved documents:
+              each must end in a documented exception naming what is at fault, and untouched data must still load.
+          faults [--backend sqlite|postgres|all] [--rounds N]
+              The store goes away mid-run (another process locks the SQLite file; a private PostgreSQL server is
+              stopped and started again): the run stops with a clear PersistenceException, then resumes to the end.
           workers --workers W --flows F --kill-every K [--concurrency C] [--seed S]
               Runs F flows on distributed engines against W worker processes over RabbitMQ (TASKFLOW_AMQP),
               SIGKILLs a worker every K started tasks and starts another, and checks every flow ends in its

@@ -14,6 +14,14 @@ public sealed class ManualClock(DateTimeOffset start) : TimeProvider
         lock (_gate) return _now;
     }
 
+    // Timestamps follow the manual time too, so elapsed-time measurements (TimeProvider.GetElapsedTime) are exact.
+    public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+    public override long GetTimestamp()
+    {
+        lock (_gate) return _now.UtcTicks;
+    }
+
     public void Advance(TimeSpan by)
     {
         lock (_gate) _now += by;

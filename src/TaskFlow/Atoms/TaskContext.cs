@@ -5,8 +5,18 @@ namespace TaskFlow.Atoms;
 /// <summary>What the engine gives a running task besides its arguments: its name, cancellation and progress reporting.</summary>
 public sealed class TaskContext
 {
+    /// <summary>
+    /// Reports that move progress by less than this from the last delivered one are dropped (unless they are 0, 1, or
+    /// carry new details), so a task reporting in a tight loop costs its subscribers at most about a hundred events
+    /// per call. A change of value, not of time: the throttle needs no clock and behaves the same under test.
+    /// </summary>
+    public const double ProgressDelta = 0.01;
+
     private readonly int _node;
     private readonly Action<int, double, object?>? _progress;
+    // The last delivered report; NaN before the first, so the first always goes out.
+    private double _lastProgress = double.NaN;
+    private object? _lastDetails;
 
     // One context per atom and run: the engine hands the same instance to every call of that atom.
     internal TaskContext(string atomName, int node, CancellationToken cancellationToken, Action<int, double, object?>? progress)
@@ -33,11 +43,42 @@ public sealed class TaskContext
     /// <summary>Cancelled when the run is cancelled.</summary>
     public CancellationToken CancellationToken { get; }
 
-    /// <summary>Reports progress between 0 and 1 (clamped), with optional details, to the engine's notifications.</summary>
+    /// <summary>
+    /// Reports progress between 0 and 1 (clamped), with optional details, to the engine's notifications. Throttled
+    /// without allocating: a report is delivered when it is 0 or 1, when it differs from the last delivered one by
+    /// at least <see cref="ProgressDelta"/>, or when it carries details other than the last delivered ones; others are
+    /// dropped.
+    /// </summary>
     public void ReportProgress(double progress, object? details = null)
     {
         if (double.IsNaN(progress)) throw new ArgumentOutOfRangeException(nameof(progress), "Progress must be a number between 0 and 1.");
-        _progress?.Invoke(_node, Math.Clamp(progress, 0.0, 1.0), details);
+        if (_progress is null) return;
+        progress = Math.Clamp(progress, 0.0, 1.0);
+        if (!ShouldDeliver(progress, details)) return;
+        // Reports of one call come from the task's own code; a race between two threads of one task at worst lets
+        // an extra report through or drops one that is within the delta, never a 0 or a 1.
+        Volatile.Write(ref _lastProgress, progress);
+        _lastDetails = details;
+        _progress(_node, progress, details);
+    }
+
+    /// <summary>
+    /// Starts a new call of the atom with this context: the throttle forgets the last report, so the first report of
+    /// every execute, revert or retried execute is delivered even when it repeats the previous call's last value.
+    /// The engine calls this where a task call starts.
+    /// </summary>
+    internal void BeginCall()
+    {
+        Volatile.Write(ref _lastProgress, double.NaN);
+        _lastDetails = null;
+    }
+
+    private bool ShouldDeliver(double progress, object? details)
+    {
+        if (progress is 0.0 or 1.0) return true;
+        if (details is not null && !ReferenceEquals(details, _lastDetails) && !details.Equals(_lastDetails)) return true;
+        double last = Volatile.Read(ref _lastProgress);
+        return double.IsNaN(last) || Math.Abs(progress - last) >= ProgressDelta;
     }
 }
 

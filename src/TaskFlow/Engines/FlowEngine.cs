@@ -161,6 +161,7 @@ public sealed class FlowEngine
         {
             await PrepareAsync(cancellationToken).ConfigureAwait(false);
             Validate();
+            using var telemetry = Telemetry.EngineTelemetry.AttachIfListening(this);
             _suspendRequested = false;
             ChangeFlowState(FlowState.Running);
             if (_journal is not null) await _journal.FlushAsync().ConfigureAwait(false);

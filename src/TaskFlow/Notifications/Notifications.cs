@@ -41,14 +41,28 @@ public sealed class NotificationHub
     private volatile Subscription[] _subscriptions = [];
     private readonly Lock _gate = new();
 
-    /// <summary>Called when a subscriber throws (the exception is otherwise swallowed).</summary>
+    /// <summary>
+    /// Called with the exception and the (boxed) event when a subscriber throws; the exception is otherwise swallowed so
+    /// that observers can never break a run. <c>LoggingListener</c> (TaskFlow.Hosting) logs these; attach one, or
+    /// handle this event, to see failing subscribers.
+    /// </summary>
     public event Action<Exception, object>? SubscriberFailed;
 
     /// <summary>Whether anyone listens for <typeparamref name="TEvent"/> (lets the engine skip building events).</summary>
     public bool HasSubscribers<TEvent>() where TEvent : struct
     {
-        foreach (var s in _subscriptions) if (s.EventType == typeof(TEvent)) return true;
+        foreach (var s in _subscriptions) if (s.EventType == typeof(TEvent) || s.EventType is null) return true;
         return false;
+    }
+
+    /// <summary>
+    /// Subscribes to every event of every type (TaskFlow's <c>ANY</c>), boxed: for logging, tracing and tests. Prefer
+    /// <see cref="Subscribe{TEvent}(Action{TEvent})"/> where the event type is known, which does not box.
+    /// </summary>
+    public IDisposable SubscribeAll(Action<object> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        return Add(new Subscription(this, null, handler));
     }
 
     /// <summary>Subscribes to every event of type <typeparamref name="TEvent"/>.</summary>
@@ -58,14 +72,22 @@ public sealed class NotificationHub
     public IDisposable Subscribe<TEvent>(Action<TEvent> handler, Func<TEvent, bool>? filter) where TEvent : struct
     {
         ArgumentNullException.ThrowIfNull(handler);
-        var sub = new Subscription(this, typeof(TEvent), filter is null ? handler : e => { if (filter(e)) handler(e); });
-        lock (_gate) _subscriptions = [.. _subscriptions, sub];
-        return sub;
+        return Add(new Subscription(this, typeof(TEvent), filter is null ? handler : e => { if (filter(e)) handler(e); }));
+    }
+
+    private Subscription Add(Subscription subscription)
+    {
+        lock (_gate) _subscriptions = [.. _subscriptions, subscription];
+        return subscription;
     }
 
     /// <summary>Subscribes to atom state changes into one state.</summary>
     public IDisposable SubscribeAtomState(AtomState state, Action<AtomStateChanged> handler) =>
         Subscribe(handler, e => e.State == state);
+
+    /// <summary>Subscribes to state changes of one kind of atom (tasks or retry controllers) into one state.</summary>
+    public IDisposable SubscribeAtomState(AtomKind kind, AtomState state, Action<AtomStateChanged> handler) =>
+        Subscribe(handler, e => e.Kind == kind && e.State == state);
 
     /// <summary>Subscribes to flow state changes into one state.</summary>
     public IDisposable SubscribeFlowState(FlowState state, Action<FlowStateChanged> handler) =>
@@ -76,10 +98,12 @@ public sealed class NotificationHub
         var subs = _subscriptions;
         for (int i = 0; i < subs.Length; i++)
         {
-            if (subs[i].EventType != typeof(TEvent)) continue;
+            var type = subs[i].EventType;
+            if (type != typeof(TEvent) && type is not null) continue;
             try
             {
-                ((Action<TEvent>)subs[i].Handler)(e);
+                if (type is null) ((Action<object>)subs[i].Handler)(e);
+                else ((Action<TEvent>)subs[i].Handler)(e);
             }
             catch (Exception ex)
             {
@@ -93,9 +117,10 @@ public sealed class NotificationHub
         lock (_gate) _subscriptions = _subscriptions.Where(s => !ReferenceEquals(s, sub)).ToArray();
     }
 
-    private sealed class Subscription(NotificationHub hub, Type eventType, Delegate handler) : IDisposable
+    private sealed class Subscription(NotificationHub hub, Type? eventType, Delegate handler) : IDisposable
     {
-        public Type EventType { get; } = eventType;
+        /// <summary>The event type, or null for every type.</summary>
+        public Type? EventType { get; } = eventType;
         public Delegate Handler { get; } = handler;
         public void Dispose() => hub.Remove(this);
     }

@@ -17,6 +17,7 @@ public sealed class SampleOutputTests
     [Theory]
     [InlineData("CreateVolume", "", "expected-output.txt", 1)]
     [InlineData("CreateVolume", "--no-fail", "expected-output-no-fail.txt", 0)]
+    [InlineData("Diagrams", "", "expected-output.txt", 0)]
     public async Task Sample_PrintsExpectedOutput(string sample, string arguments, string expectedFile, int expectedExitCode)
     {
         var root = RepoRoot();

@@ -429,8 +429,9 @@ internal sealed class RunJournal
         {
             await save.ConfigureAwait(false);
         }
-        catch (Exception e) when (e is not PersistenceException and not OperationCanceledException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
+            // The backend's own message says which store and why; this adds which run and what was being saved.
             throw new PersistenceException(
                 $"Saving {what} of flow '{_c.Root.Name}' (flow detail {_header.Id}) failed: {e.Message} "
                 + "The run stopped; it resumes from what was saved once the store is reachable again.", e);
