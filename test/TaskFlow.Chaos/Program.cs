@@ -2,6 +2,7 @@ using TaskFlow.Chaos.BadInput;
 using TaskFlow.Chaos.CrashResume;
 using TaskFlow.Chaos.Faults;
 using TaskFlow.Chaos.Load;
+using TaskFlow.Chaos.Workers;
 
 // dotnet run -c Release --project test/TaskFlow.Chaos -- <command> [options]
 // Each command prints one line per case and ends with "N passed, N failed"; the exit code is non-zero on any failure.
@@ -13,6 +14,9 @@ return args.Length == 0 ? Usage() : args[0] switch
     "bad-input" => await BadInputChaos.RunAsync(args[1..]),
     "faults" => await FaultsChaos.RunAsync(args[1..]),
     FaultsChaos.LockHolderCommand => await FaultsChaos.HoldLockAsync(args[1..]),
+    "workers" => await WorkersChaos.RunAsync(args[1..]),
+    "workers-bench" => await WorkersChaos.RunBenchmarkAsync(args[1..]),
+    WorkersChaos.ChildCommand => await WorkersChaos.RunWorkerProcessAsync(args[1..]),
     "-h" or "--help" or "help" => Usage(0),
     _ => Usage(),
 };
@@ -35,6 +39,12 @@ static int Usage(int code = 2)
           faults [--backend sqlite|postgres|all] [--rounds N]
               The store goes away mid-run (another process locks the SQLite file; a private PostgreSQL server is
               stopped and started again): the run stops with a clear PersistenceException, then resumes to the end.
+          workers --workers W --flows F --kill-every K [--concurrency C] [--seed S]
+              Runs F flows on distributed engines against W worker processes over RabbitMQ (TASKFLOW_AMQP),
+              SIGKILLs a worker every K started tasks and starts another, and checks every flow ends in its
+              expected state with each task's effect applied once or reverted, none doubled.
+          workers-bench [--workers 1,4] [--requests N] [--concurrency C]
+              Remote task round trips per second over RabbitMQ with each number of worker processes.
         """);
     return code;
 }

@@ -64,10 +64,14 @@ public sealed class ScenarioTask : FlowTask
     private Dictionary<string, object?> Values(TaskArguments arguments)
     {
         var d = new Dictionary<string, object?>(StringComparer.Ordinal);
-        foreach (var r in _required) d[r] = arguments[r];
-        foreach (var (k, def) in _optional) d[k] = arguments.TryGet(k, out var v) ? v : def;
+        foreach (var r in _required) d[r] = Plain(arguments[r]);
+        foreach (var (k, def) in _optional) d[k] = arguments.TryGet(k, out var v) ? Plain(v) : def;
         return d;
     }
+
+    // Arguments that crossed the wire to a remote worker arrive as JSON; the behaviours work on plain values.
+    private static object? Plain(object? value) =>
+        value is System.Text.Json.JsonElement e ? Canonical.FromJson(JsonNode.Parse(e.GetRawText())) : value;
 
     public override ValueTask<object?> ExecuteAsync(TaskArguments arguments, TaskContext context)
     {

@@ -21,13 +21,13 @@ public static class ScenarioRunner
     /// </summary>
     public enum Persistence { None, Memory, Directory, Sqlite }
 
-    public static Result RunFile(string path, Persistence persistence = Persistence.None)
+    public static Result RunFile(string path, Persistence persistence = Persistence.None, EngineMode? mode = null)
     {
         var scenario = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
         var name = scenario["name"]?.GetValue<string>() ?? Path.GetFileNameWithoutExtension(path);
         try
         {
-            var observed = Observe(scenario, persistence);
+            var observed = Observe(scenario, persistence, mode);
             if (observed["persistence_error"] is { } pe) return new Result(name, false, "persistence: " + pe.GetValue<string>());
             var diff = Compare(scenario["expect"]!.AsObject(), observed);
             return new Result(name, diff is null, diff);
@@ -38,9 +38,10 @@ public static class ScenarioRunner
         }
     }
 
-    public static JsonObject Observe(JsonObject scenario, Persistence persistence = Persistence.None)
+    public static JsonObject Observe(JsonObject scenario, Persistence persistence = Persistence.None, EngineMode? mode = null)
     {
-        if (persistence == Persistence.None) return Observe(scenario, null, null);
+        mode ??= EngineMode.Local;
+        if (persistence == Persistence.None) return Observe(scenario, null, null, mode);
         var folder = Path.Combine(Path.GetTempPath(), "taskflow-conformance-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(folder);
         try
@@ -53,7 +54,7 @@ public static class ScenarioRunner
             };
             try
             {
-                return Observe(scenario, backend, null);
+                return Observe(scenario, backend, null, mode);
             }
             finally
             {
@@ -67,7 +68,7 @@ public static class ScenarioRunner
         }
     }
 
-    private static JsonObject Observe(JsonObject scenario, IPersistenceBackend? backend, Guid? resumeId)
+    private static JsonObject Observe(JsonObject scenario, IPersistenceBackend? backend, Guid? resumeId, EngineMode mode)
     {
         bool serial = scenario["engine"]?.GetValue<string>() != "parallel";
         var recorder = new Recorder(serial);
@@ -82,8 +83,8 @@ public static class ScenarioRunner
         {
             return Invalid("build", e);
         }
-        var options = new EngineOptions { Store = store, Persistence = backend, FlowDetailId = resumeId };
-        var engine = serial ? FlowEngine.CreateSerial(flow, options) : FlowEngine.CreateParallel(flow, options);
+        var run = mode.Create(flow, serial, new EngineOptions { Store = store, Persistence = backend, FlowDetailId = resumeId });
+        var engine = run.Engine;
         try { engine.Compile(); engine.PrepareAsync().GetAwaiter().GetResult(); }
         catch (Exception e) { return Invalid("compile", e); }
         try { engine.Validate(); }
@@ -99,6 +100,7 @@ public static class ScenarioRunner
         string outcome = "success";
         try
         {
+            run.StartAsync().GetAwaiter().GetResult();
             engine.RunAsync().GetAwaiter().GetResult();
         }
         catch (WrappedFailureException w)
@@ -110,6 +112,10 @@ public static class ScenarioRunner
         {
             outcome = "failure";
             errors.Add(Canonical.Message(Failure.FromException(e)));
+        }
+        finally
+        {
+            run.StopAsync().GetAwaiter().GetResult();
         }
 
         var atoms = new JsonObject();

@@ -35,9 +35,15 @@ public sealed class Failure : IEquatable<Failure>
     }
 
     /// <summary>Captures an exception (its stack is kept for rethrowing).</summary>
+    /// <remarks>
+    /// A <see cref="WrappedFailureException"/> holding exactly one failure that has no live exception (one that came from
+    /// storage or over the wire and was rethrown by <see cref="Rethrow"/>) captures as that failure, so a failure keeps its
+    /// original type names when it is rethrown and caught again (for example by a remote task executor).
+    /// </remarks>
     public static Failure FromException(Exception exception)
     {
         ArgumentNullException.ThrowIfNull(exception);
+        if (exception is WrappedFailureException { Failures: [{ Exception: null } only] }) return only;
         return new Failure(exception);
     }
 
