@@ -21,16 +21,7 @@ public static class DistributedFlowEngine
             var engine = options.Engine ?? new EngineOptions();
             if (engine.Executor is not null)
                 throw new ArgumentException("DistributedEngineOptions.Engine.Executor is set; the distributed engine supplies its own executor.", nameof(options));
-            return FlowEngine.CreateParallel(flow, new EngineOptions
-            {
-                Store = engine.Store,
-                MaxDegreeOfParallelism = engine.MaxDegreeOfParallelism,
-                TimeProvider = engine.TimeProvider,
-                Persistence = engine.Persistence,
-                FlowDetailId = engine.FlowDetailId,
-                LogBookId = engine.LogBookId,
-                Executor = new DistributedTaskExecutor(options),
-            });
+            return FlowEngine.CreateParallel(flow, engine with { Executor = new DistributedTaskExecutor(options) });
         }
     }
 }

@@ -2,8 +2,8 @@ using TaskFlow.Persistence;
 
 namespace TaskFlow.Engines;
 
-/// <summary>Options for an engine run.</summary>
-public sealed class EngineOptions
+/// <summary>Options for an engine run. A record, so a copy with one change is <c>options with { Executor = … }</c>.</summary>
+public sealed record EngineOptions
 {
     /// <summary>
     /// Flow-level inputs (TaskFlow's <c>store=</c>): available to every atom, and they beat atom results. With
