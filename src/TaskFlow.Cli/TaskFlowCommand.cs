@@ -26,12 +26,13 @@ public static class TaskFlowCommand
         var console = new CliConsole(output, error, interactive, redactor);
         var verbose = new Option<bool>("--verbose", "-v") { Description = "On error, print the full exception with its stack.", Recursive = true };
         var common = new CommonOptions();
-        var root = new RootCommand("taskflow: look inside saved flow runs, draw flows, run a flow from a factory method.")
+        var root = new RootCommand("taskflow: look inside saved flow runs, draw flows, run a flow from a factory method, serve tasks to distributed engines.")
         {
             verbose,
             BooksCommand.Create(common, () => console),
             Diagrams.GraphCommand.Create(common, () => console),
             RunCommand.Create(common, () => console),
+            Workers.WorkerCommand.Create(common, () => console),
         };
 
         var parse = root.Parse(args);

@@ -56,3 +56,11 @@ public static class Broken
         FlowTask.Create("same", () => 2),
     };
 }
+
+/// <summary>A task a worker can serve: a public type with a public parameterless constructor.</summary>
+public sealed class Doubler : FlowTask
+{
+    public Doubler() : base("double") => Provides = "doubled";
+
+    public int Execute(int x) => x * 2;
+}

@@ -48,7 +48,7 @@ internal static class FlowFactoryLoader
     private static CliException Threw(string factory, Exception e) =>
         new(ExitCodes.InvalidFlow, $"The factory {factory} threw {e.GetType().Name}: {e.Message}", "Run with --verbose for the stack.", e);
 
-    private static Assembly LoadAssembly(string assemblyPath)
+    internal static Assembly LoadAssembly(string assemblyPath)
     {
         var path = Path.GetFullPath(assemblyPath);
         if (!File.Exists(path))
@@ -89,7 +89,7 @@ internal static class FlowFactoryLoader
         _ => throw new CliException(ExitCodes.Usage, $"Several types are named '{typeName}': {string.Join(", ", matches.Select(t => t.FullName))}.", "Give the full name, with its namespace."),
     };
 
-    private static IReadOnlyList<Type> LoadableTypes(Assembly assembly)
+    internal static IReadOnlyList<Type> LoadableTypes(Assembly assembly)
     {
         try { return assembly.GetTypes(); }
         catch (ReflectionTypeLoadException e) { return [.. e.Types.OfType<Type>()]; }
