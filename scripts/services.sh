@@ -38,7 +38,7 @@ T0=$EPOCHREALTIME
 log() { printf '[services %5ss] %s\n' "$(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}')" "$*" >&2 || true; }
 die() { log "ERROR: $*"; exit 1; }
 usage() {
-  echo "usage: $0 start [postgres] [rabbitmq] | stop [--clean] | status" >&2
+  echo "usage: $0 start [postgres] [rabbitmq] | stop [postgres] [rabbitmq] [--clean] | status" >&2
   exit 2
 }
 
@@ -361,14 +361,17 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local clean=0 a rc=0
+  local clean=0 a rc=0 pg=0 rmq=0
   for a in "$@"; do
-    case $a in --clean) clean=1 ;; *) usage ;; esac
+    case $a in --clean) clean=1 ;; postgres) pg=1 ;; rabbitmq) rmq=1 ;; *) usage ;; esac
   done
+  # No names: stop everything. Naming one server stops only it (fault tests restart one under running tests).
+  if [ "$pg$rmq" = 00 ]; then pg=1; rmq=1; fi
   if [ ! -d "$BASE" ]; then log "nothing to stop ($BASE does not exist)"; return 0; fi
-  stop_rabbitmq || rc=1
-  stop_postgres || rc=1
+  if [ "$rmq" = 1 ]; then stop_rabbitmq || rc=1; fi
+  if [ "$pg" = 1 ]; then stop_postgres || rc=1; fi
   if [ "$rc" != 0 ]; then die "some processes did not stop; $BASE kept"; fi
+  if [ "$pg$rmq" != 11 ]; then clean=0; fi
   if [ "$clean" = 1 ]; then
     if [ -e "$BASE/$MARKER" ]; then
       rm -rf "$BASE" && log "removed $BASE"
