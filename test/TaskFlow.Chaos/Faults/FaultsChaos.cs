@@ -8,6 +8,7 @@ using TaskFlow.Persistence;
 using TaskFlow.Persistence.PostgreSql;
 using TaskFlow.Persistence.Sqlite;
 using TaskFlow.States;
+using TaskFlow.Workers;
 
 namespace TaskFlow.Chaos.Faults;
 
@@ -31,7 +32,7 @@ internal static class FaultsChaos
         int passed = 0, failed = 0;
         for (int r = 0; r < rounds; r++)
         {
-            foreach (var (name, run) in new (string, Func<int, Task<string?>>)[] { ("sqlite-locked", SqliteLockedAsync), ("postgres-stopped", PostgresStoppedAsync) })
+            foreach (var (name, run) in new (string, Func<int, Task<string?>>)[] { ("sqlite-locked", SqliteLockedAsync), ("postgres-stopped", PostgresStoppedAsync), ("rabbitmq-restarted", RabbitMqRestartedAsync) })
             {
                 if (which != "all" && !name.StartsWith(which, StringComparison.Ordinal)) continue;
                 string? problem;
@@ -212,6 +213,109 @@ internal static class FaultsChaos
         {
             Npgsql.NpgsqlConnection.ClearAllPools();
             await ServicesAsync(repo, env, "stop", "--clean");
+        }
+    }
+
+    // ---------------- RabbitMQ: the broker restarts under a distributed run ----------------
+
+    /// <summary>A remote step that takes a while, so the broker goes away while requests are in flight.</summary>
+    public sealed class RemoteStep : FlowTask
+    {
+        public RemoteStep() : base("remote") { }
+
+        public RemoteStep(string name) : base(name) { }
+
+        public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
+        {
+            await Task.Delay(200, cancellationToken);
+            return 1;
+        }
+    }
+
+    private static LinearFlow RemoteFlow(string name, int steps)
+    {
+        var flow = new LinearFlow(name);
+        for (int i = 1; i <= steps; i++) flow.Add(new RemoteStep($"{name}-step{i:D2}"));
+        return flow;
+    }
+
+    /// <summary>
+    /// The shared RabbitMQ (scripts/services.sh) is stopped while a distributed run has requests in flight: the run must
+    /// end (its requests time out into failures) instead of hanging. Once the broker is back, the same engine process and
+    /// worker must run a new flow to SUCCESS (the connections recover by themselves).
+    /// </summary>
+    private static async Task<string?> RabbitMqRestartedAsync(int round)
+    {
+        var amqp = Environment.GetEnvironmentVariable("TASKFLOW_AMQP");
+        if (string.IsNullOrEmpty(amqp)) return "TASKFLOW_AMQP is not set (eval \"$(bash scripts/services.sh start rabbitmq)\")";
+        var repo = FindRepository();
+        var topic = $"faults-{round}-{Environment.ProcessId}";
+        var env = new Dictionary<string, string>();
+        await using var workerSide = await TaskFlow.Workers.RabbitMQ.RabbitMqWorkerTransport.ConnectAsync(new TaskFlow.Workers.RabbitMQ.RabbitMqTransportOptions { Uri = amqp });
+        await using var engineSide = await TaskFlow.Workers.RabbitMQ.RabbitMqWorkerTransport.ConnectAsync(new TaskFlow.Workers.RabbitMQ.RabbitMqTransportOptions { Uri = amqp });
+        await using var worker = new TaskFlow.Workers.TaskWorker(workerSide, new TaskFlow.Workers.TaskWorkerOptions { Topic = topic, HeartbeatInterval = TimeSpan.FromSeconds(1) });
+        worker.AddTask(typeof(RemoteStep).FullName!, () => new RemoteStep());
+        await worker.StartAsync();
+        FlowEngine Engine(Flow flow) => FlowEngine.CreateDistributed(flow, new TaskFlow.Workers.DistributedEngineOptions
+        {
+            Transport = engineSide,
+            Topics = [topic],
+            RequestTimeout = TimeSpan.FromSeconds(5),
+            WorkerExpiry = TimeSpan.FromSeconds(5),
+        });
+        bool stopped = false;
+        try
+        {
+            // Warm up: the broker works.
+            await Engine(RemoteFlow("before", 2)).RunAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            var engine = Engine(RemoteFlow("during", 30));
+            int done = 0;
+            engine.Notifications.SubscribeAtomState(AtomState.Success, _ => Interlocked.Increment(ref done));
+            var run = engine.RunAsync();
+            while (Volatile.Read(ref done) < 3 && !run.IsCompleted) await Task.Delay(20);
+            await ServicesAsync(repo, env, "stop", "rabbitmq");
+            stopped = true;
+            try
+            {
+                await run.WaitAsync(TimeSpan.FromSeconds(120));
+                return "the run finished although the broker was stopped";
+            }
+            catch (TimeoutException)
+            {
+                return "the run hung after the broker stopped (no failure within 120 s)";
+            }
+            catch (TaskFlow.Failures.TaskFlowException)
+            {
+                // Expected: requests in flight became failures.
+            }
+            if (engine.State is not (FlowState.Reverted or FlowState.Failure)) return $"the interrupted run ended {engine.State}";
+
+            await ServicesAsync(repo, env, "start", "rabbitmq");
+            stopped = false;
+            // New requests flow once the connections have recovered and the worker's heartbeat is seen again.
+            var deadline = Stopwatch.StartNew();
+            while (true)
+            {
+                try
+                {
+                    await Engine(RemoteFlow("after", 3)).RunAsync().WaitAsync(TimeSpan.FromSeconds(60));
+                    return null;
+                }
+                catch (Exception e) when (deadline.Elapsed < TimeSpan.FromSeconds(90))
+                {
+                    _ = e;
+                    await Task.Delay(2000);
+                }
+                catch (Exception e)
+                {
+                    return $"no flow succeeded within 90 s after the broker came back: {e.GetType().Name}: {e.Message}";
+                }
+            }
+        }
+        finally
+        {
+            if (stopped) await ServicesAsync(repo, env, "start", "rabbitmq");
+            await worker.StopAsync();
         }
     }
 
