@@ -1,0 +1,44 @@
+using BenchmarkDotNet.Running;
+using TaskFlow.Benchmarks.Compare;
+
+// compare [--quick] [--no-python] [--markdown FILE]: the side-by-side table (Stopwatch medians, TaskFlow's anchor script).
+// bdn [BenchmarkDotNet arguments, e.g. --filter *Compile*]: the BenchmarkDotNet suite with the memory diagnoser.
+// list: the case names.
+var command = args.Length > 0 ? args[0] : "compare";
+switch (command)
+{
+    case "compare":
+    {
+        bool quick = args.Contains("--quick");
+        bool python = !args.Contains("--no-python");
+        int md = Array.IndexOf(args, "--markdown");
+        string? markdown = md >= 0 && md + 1 < args.Length ? args[md + 1] : null;
+        var unknown = args.Skip(1).Where((a, i) => a.StartsWith("--", StringComparison.Ordinal) && a is not ("--quick" or "--no-python" or "--markdown")).ToList();
+        if (unknown.Count > 0) { Console.Error.WriteLine($"compare: unknown option {string.Join(", ", unknown)} (known: --quick, --no-python, --markdown FILE)"); return 2; }
+        var started = DateTime.UtcNow;
+        Console.WriteLine($"TaskFlow for .NET benchmarks, {(quick ? "quick" : "full")} compare; {Environment.ProcessorCount} cores; load average {LoadAverage()}");
+        var harness = new CompareHarness(quick, Console.Out);
+        var results = await harness.RunAsync(CompareHarness.Cases(quick), python);
+        var report = $"""
+
+            {CompareHarness.Table(results)}
+            {CompareHarness.PersistenceTable(results)}
+            {CompareHarness.Targets(results)}
+            Load average at the end: {LoadAverage()}; took {(DateTime.UtcNow - started).TotalSeconds:0} s.
+            """;
+        Console.WriteLine(report);
+        if (markdown is not null) await File.WriteAllTextAsync(markdown, report);
+        return 0;
+    }
+    case "list":
+        foreach (var c in CompareHarness.Cases(quick: false)) Console.WriteLine(c.Name);
+        return 0;
+    case "bdn":
+        BenchmarkSwitcher.FromAssembly(typeof(CompareHarness).Assembly).Run(args[1..]);
+        return 0;
+    default:
+        Console.Error.WriteLine($"Unknown command '{command}'. Use: compare [--quick] [--no-python] [--markdown FILE] | bdn [BenchmarkDotNet args] | list");
+        return 2;
+}
+
+static string LoadAverage() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
