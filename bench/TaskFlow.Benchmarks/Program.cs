@@ -30,6 +30,20 @@ switch (command)
         if (markdown is not null) await File.WriteAllTextAsync(markdown, report);
         return 0;
     }
+    case "profile":
+    {
+        // profile "<case name>" [runs]: runs one case repeatedly with no other work, for dotnet-trace / dotnet-counters.
+        if (args.Length < 2) { Console.Error.WriteLine("profile: name a case (see list)."); return 2; }
+        var c = TaskFlow.Benchmarks.Suites.EngineBenchmarks.CaseByName(args[1]);
+        int runs = args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 20;
+        await using var backends = new TaskFlow.Benchmarks.Cases.BenchBackends();
+        for (int i = 0; i < runs; i++)
+        {
+            var s = await c.RunOnceAsync(backends);
+            Console.WriteLine($"{c.Name}: build {CompareHarness.Ms(s.Build.TotalSeconds)}, compile {CompareHarness.Ms(s.Compile.TotalSeconds)}, run {CompareHarness.Ms(s.Run.TotalSeconds)}, {s.RunAllocatedBytes / Math.Max(1, c.Tasks)} B/task");
+        }
+        return 0;
+    }
     case "list":
         foreach (var c in CompareHarness.Cases(quick: false)) Console.WriteLine(c.Name);
         return 0;
