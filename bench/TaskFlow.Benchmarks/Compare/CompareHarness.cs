@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using TaskFlow.Benchmarks.Cases;
@@ -60,7 +61,10 @@ public sealed class CompareHarness(bool quick, TextWriter output)
         foreach (var c in cases)
         {
             var (warmups, reps) = Repetitions(c);
-            for (int i = 0; i < warmups; i++) await c.RunOnceAsync(backends).ConfigureAwait(false);
+            // Warm up until the JIT has tiered the hot path up (about 30 calls, then a background recompile): at least
+            // the given count, and for cheap cases at least a time budget too.
+            var warmupBudget = Stopwatch.StartNew();
+            for (int i = 0; i < warmups || (warmupBudget.Elapsed < WarmupTime && i < 500); i++) await c.RunOnceAsync(backends).ConfigureAwait(false);
             var samples = new List<BenchSample>();
             for (int i = 0; i < reps; i++)
             {
@@ -94,6 +98,8 @@ public sealed class CompareHarness(bool quick, TextWriter output)
         }
         return results;
     }
+
+    private TimeSpan WarmupTime => TimeSpan.FromMilliseconds(quick ? 300 : 1000);
 
     private (int Warmups, int Reps) Repetitions(BenchCase c)
     {
