@@ -1,7 +1,7 @@
 using BenchmarkDotNet.Running;
 using TaskFlow.Benchmarks.Compare;
 
-// compare [--quick] [--no-python] [--markdown FILE]: the side-by-side table (Stopwatch medians, TaskFlow's anchor script).
+// compare [--quick] [--no-python] [--markdown FILE] [--only REGEX]: the side-by-side table (Stopwatch medians, TaskFlow's anchor script).
 // bdn [BenchmarkDotNet arguments, e.g. --filter *Compile*]: the BenchmarkDotNet suite with the memory diagnoser.
 // list: the case names.
 var command = args.Length > 0 ? args[0] : "compare";
@@ -13,12 +13,14 @@ switch (command)
         bool python = !args.Contains("--no-python");
         int md = Array.IndexOf(args, "--markdown");
         string? markdown = md >= 0 && md + 1 < args.Length ? args[md + 1] : null;
-        var unknown = args.Skip(1).Where((a, i) => a.StartsWith("--", StringComparison.Ordinal) && a is not ("--quick" or "--no-python" or "--markdown")).ToList();
-        if (unknown.Count > 0) { Console.Error.WriteLine($"compare: unknown option {string.Join(", ", unknown)} (known: --quick, --no-python, --markdown FILE)"); return 2; }
+        int only = Array.IndexOf(args, "--only");
+        var filter = only >= 0 && only + 1 < args.Length ? new System.Text.RegularExpressions.Regex(args[only + 1]) : null;
+        var unknown = args.Skip(1).Where((a, i) => a.StartsWith("--", StringComparison.Ordinal) && a is not ("--quick" or "--no-python" or "--markdown" or "--only")).ToList();
+        if (unknown.Count > 0) { Console.Error.WriteLine($"compare: unknown option {string.Join(", ", unknown)} (known: --quick, --no-python, --markdown FILE, --only REGEX)"); return 2; }
         var started = DateTime.UtcNow;
         Console.WriteLine($"TaskFlow for .NET benchmarks, {(quick ? "quick" : "full")} compare; {Environment.ProcessorCount} cores; load average {LoadAverage()}");
         var harness = new CompareHarness(quick, Console.Out);
-        var results = await harness.RunAsync(CompareHarness.Cases(quick), python);
+        var results = await harness.RunAsync(CompareHarness.Cases(quick).Where(c => filter is null || filter.IsMatch(c.Name)).ToList(), python);
         var report = $"""
 
             {CompareHarness.Table(results)}

@@ -37,7 +37,12 @@ public sealed class PythonAnchor
     public AnchorSample Measure(IReadOnlyList<string> arguments, TimeSpan timeout)
     {
         var (code, output, error) = Run([_script, .. arguments], timeout);
-        if (code != 0) throw new InvalidOperationException($"tfbench.py {string.Join(' ', arguments)} exited {code}: {error.Trim()}");
+        if (code != 0)
+        {
+            // The traceback's last line names the problem (e.g. a missing python3-sqlalchemy-utils); the table keeps one line.
+            var last = error.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "";
+            throw new InvalidOperationException($"TaskFlow failed: {last}");
+        }
         var line = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault()
             ?? throw new InvalidOperationException($"tfbench.py {string.Join(' ', arguments)} printed nothing.");
         using var json = JsonDocument.Parse(line);
