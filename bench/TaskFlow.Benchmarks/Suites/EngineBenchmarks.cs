@@ -88,7 +88,7 @@ public sealed class PerTaskColumn(bool allocation) : IColumn
     public int PriorityInCategory => 0;
     public bool IsNumeric => true;
     public UnitType UnitType => allocation ? UnitType.Size : UnitType.Time;
-    public string Legend => allocation ? "Bytes allocated per operation divided by the case's task count" : "Mean divided by the case's task count";
+    public string Legend => allocation ? "Bytes allocated per operation divided by the case's task count" : "Median divided by the case's task count";
 
     public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
     public bool IsAvailable(Summary summary) => true;
