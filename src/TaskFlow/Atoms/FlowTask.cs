@@ -96,13 +96,14 @@ public abstract class FlowTask : Atom
     private void EnsureBound()
     {
         if (_bound) return;
-        var type = GetType();
         try
         {
-            var exec = MethodBinder.FindMethod(type, typeof(FlowTask), "Execute", "ExecuteAsync", IsLowLevelExecute);
-            var revert = MethodBinder.FindMethod(type, typeof(FlowTask), "Revert", "RevertAsync", IsLowLevelRevert);
-            _execute = exec is null ? null : MethodBinder.For(exec, isRevert: false);
-            _revert = revert is null ? null : MethodBinder.For(revert, isRevert: true);
+            (_execute, _revert) = MethodsByType.GetOrAdd(GetType(), static type =>
+            {
+                var exec = MethodBinder.FindMethod(type, typeof(FlowTask), "Execute", "ExecuteAsync", IsLowLevelExecute);
+                var revert = MethodBinder.FindMethod(type, typeof(FlowTask), "Revert", "RevertAsync", IsLowLevelRevert);
+                return (exec is null ? null : MethodBinder.For(exec, isRevert: false), revert is null ? null : MethodBinder.For(revert, isRevert: true));
+            });
         }
         catch (FlowDefinitionException e) when (!e.Message.Contains($"'{Name}'", StringComparison.Ordinal))
         {
@@ -111,6 +112,9 @@ public abstract class FlowTask : Atom
         }
         _bound = true;
     }
+
+    // Finding the methods reflects over the type: done once per type, not per task (a flow of 100k tasks of one type).
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, (MethodBinder? Execute, MethodBinder? Revert)> MethodsByType = new();
 
     private static bool IsLowLevelExecute(MethodInfo m)
     {

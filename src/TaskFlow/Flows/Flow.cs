@@ -296,12 +296,11 @@ public sealed class GraphFlow : Flow
             }
         }
 
-        var members = new List<FlowNode>(Children);
+        var members = new HashSet<FlowNode>(Children, ReferenceEqualityComparer.Instance);
         foreach (var node in nodes)
         {
-            if (members.Exists(m => ReferenceEquals(m, node)))
+            if (!members.Add(node))
                 throw new DuplicateAtomNameException($"'{node.Name}' is already a child of graph flow '{Name}'; a node can be added only once.");
-            members.Add(node);
             foreach (var v in Unsatisfied(node, preds, retryProvides).Order(StringComparer.Ordinal))
             {
                 if (provided.TryGetValue(v, out var providers))

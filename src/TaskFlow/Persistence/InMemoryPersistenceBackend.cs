@@ -231,6 +231,9 @@ public sealed class InMemoryPersistenceBackend : IPersistenceBackend
     {
         private readonly List<EncodedAtom> _atoms = [];
         private readonly Dictionary<Guid, int> _index = [];
+        private readonly Dictionary<string, int> _byName = new(StringComparer.Ordinal);
+
+        private static StoredAtomKey Key(EncodedAtom a) => new(a.Id, a.Name, a.Kind);
 
         public FlowDetail Header { get; set; } = header;
 
@@ -240,13 +243,22 @@ public sealed class InMemoryPersistenceBackend : IPersistenceBackend
 
         public void CheckAndApply(IReadOnlyList<EncodedAtom> batch)
         {
-            BackendSupport.CheckAgainstStored(Header.Id, batch, _atoms.Select(a => new StoredAtomKey(a.Id, a.Name, a.Kind)));
+            // Only the stored atoms the batch touches (same id or same name) can conflict: looking just those up keeps
+            // a save proportional to the batch, not to the flow (a save per task would otherwise make runs quadratic).
+            var touched = new List<StoredAtomKey>(batch.Count);
+            foreach (var atom in batch)
+            {
+                if (_index.TryGetValue(atom.Id, out var i)) touched.Add(Key(_atoms[i]));
+                if (_byName.TryGetValue(atom.Name, out var j)) touched.Add(Key(_atoms[j]));
+            }
+            BackendSupport.CheckAgainstStored(Header.Id, batch, touched);
             foreach (var atom in batch)
             {
                 if (_index.TryGetValue(atom.Id, out var position)) _atoms[position] = atom;
                 else
                 {
                     _index[atom.Id] = _atoms.Count;
+                    _byName[atom.Name] = _atoms.Count;
                     _atoms.Add(atom);
                 }
             }

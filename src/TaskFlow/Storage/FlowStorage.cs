@@ -325,15 +325,21 @@ public sealed class FlowStorage
         if (!Compiled.Providers.TryGetValue(symbol, out var providers))
             return new ScopeResolution { Levels = [], Registered = false };
         var consumerScope = Compiled.ScopeOfNode[node];
-        var byLevel = new SortedDictionary<int, List<(int Order, int Node)>>();
-        HashSet<int>? preds = null;
+        var candidates = new List<(int Level, int Node)>();
         foreach (var p in providers)
         {
             if (p == node) continue;
             var level = VisibleLevel(consumerScope, Compiled.ScopeOfNode[p]);
-            if (level < 0) continue;
-            preds ??= TransitivePredecessors(node);
-            if (!preds.Contains(p)) continue;
+            if (level >= 0) candidates.Add((level, p));
+        }
+        if (candidates.Count == 0) return new ScopeResolution { Levels = [], Registered = true };
+        var ancestors = AncestorsAmong(node, candidates);
+        if (candidates.Count == 1)
+            return new ScopeResolution { Levels = ancestors.Count == 1 ? [[candidates[0].Node]] : [], Registered = true };
+        var byLevel = new SortedDictionary<int, List<(int Order, int Node)>>();
+        foreach (var (level, p) in candidates)
+        {
+            if (!ancestors.Contains(p)) continue;
             if (!byLevel.TryGetValue(level, out var list)) byLevel[level] = list = [];
             list.Add((Compiled.ScopeOfNode[p].ReversePreorder, p));
         }
@@ -347,6 +353,9 @@ public sealed class FlowStorage
     /// <summary>The scope level (0 = the consumer's own flow) at which a provider is visible, or -1.</summary>
     private static int VisibleLevel(ScopeNode consumer, ScopeNode provider)
     {
+        // Siblings (the common case): visible at the consumer's own level when the provider comes first.
+        if (provider.Parent is not null && ReferenceEquals(provider.Parent, consumer.Parent))
+            return provider.IndexInParent < consumer.IndexInParent ? 0 : -1;
         // Ancestors of the provider, for the LCA test.
         var providerPath = new Dictionary<ScopeNode, ScopeNode>(ReferenceEqualityComparer.Instance); // ancestor → child on the path
         for (var c = provider; c.Parent is not null; c = c.Parent) providerPath[c.Parent] = c;
@@ -359,17 +368,33 @@ public sealed class FlowStorage
         return -1;
     }
 
-    private HashSet<int> TransitivePredecessors(int node)
+    /// <summary>
+    /// Which of the candidate providers are transitive predecessors of <paramref name="node"/>. Searches backwards from
+    /// the node, never below the lowest topological rank still sought, and stops once every candidate is found, so a
+    /// consumer next to its provider costs a step instead of a walk over everything before it.
+    /// </summary>
+    private HashSet<int> AncestorsAmong(int node, List<(int Level, int Node)> candidates)
     {
+        var rank = Compiled.TopologicalRank;
+        var sought = new HashSet<int>();
+        int floor = int.MaxValue;
+        foreach (var (_, p) in candidates)
+            if (rank[p] < rank[node] && sought.Add(p)) floor = Math.Min(floor, rank[p]);
+        var found = new HashSet<int>();
+        if (sought.Count == 0) return found;
         var seen = new HashSet<int>();
         var stack = new Stack<int>();
         stack.Push(node);
-        while (stack.Count > 0)
+        while (stack.Count > 0 && found.Count < sought.Count)
         {
             foreach (var p in Compiled.Predecessors[stack.Pop()])
-                if (seen.Add(p)) stack.Push(p);
+            {
+                if (rank[p] < floor || !seen.Add(p)) continue;
+                if (sought.Contains(p)) found.Add(p);
+                stack.Push(p);
+            }
         }
-        return seen;
+        return found;
     }
 
     /// <summary>Binds an atom's arguments for a call; throws <see cref="NotFoundException"/> as TaskFlow's lookup does.</summary>

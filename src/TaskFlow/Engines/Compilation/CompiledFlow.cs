@@ -44,6 +44,12 @@ internal sealed class CompiledFlow
     /// <summary>Symbol → atom nodes that provide it, in registration order.</summary>
     public required Dictionary<string, List<int>> Providers { get; init; }
 
+    /// <summary>
+    /// Each node's position in a topological order of the graph: a node's predecessors all rank lower, so a backward
+    /// search for a provider can skip every node ranked below it.
+    /// </summary>
+    public required int[] TopologicalRank { get; init; }
+
     public int NodeCount => Kinds.Length;
 
     public bool IsAtom(int node) => Kinds[node] <= NodeKind.Retry;
@@ -214,6 +220,21 @@ internal sealed class FlowCompiler
             foreach (var c in s.Children) stack.Push(c);
         }
 
+        // Kahn's algorithm over the whole graph (it is acyclic: flows and links are checked when built).
+        var rank = new int[count];
+        var indegree = new int[count];
+        for (int i = 0; i < count; i++) indegree[i] = pred[i].Length;
+        var ready = new Queue<int>();
+        for (int i = 0; i < count; i++) if (indegree[i] == 0) ready.Enqueue(i);
+        int ranked = 0;
+        while (ready.Count > 0)
+        {
+            int n = ready.Dequeue();
+            rank[n] = ranked++;
+            foreach (var s in succ[n]) if (--indegree[s] == 0) ready.Enqueue(s);
+        }
+        if (ranked != count) throw new DependencyCycleException($"Flow '{root.Name}' compiles to a graph with a cycle; no order can run it.");
+
         var scopes = new ScopeNode[count];
         for (int i = 0; i < count; i++) scopes[i] = _scope[i]!;
 
@@ -231,6 +252,7 @@ internal sealed class FlowCompiler
             DeciderEdges = _deciders,
             ScopeOfNode = scopes,
             Providers = providers,
+            TopologicalRank = rank,
         };
     }
 }

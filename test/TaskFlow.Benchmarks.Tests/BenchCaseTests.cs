@@ -1,0 +1,73 @@
+using TaskFlow.Benchmarks.Cases;
+using TaskFlow.Benchmarks.Compare;
+
+namespace TaskFlow.Benchmarks.Tests;
+
+/// <summary>Every benchmark case runs at a tiny size and does the work it measures, so the suite cannot rot.</summary>
+public sealed class BenchCaseTests
+{
+    public static TheoryData<string> TinyCases()
+    {
+        var data = new TheoryData<string>();
+        foreach (var c in Tiny()) data.Add(c.Name);
+        return data;
+    }
+
+    private static IEnumerable<BenchCase> Tiny()
+    {
+        yield return BenchCase.Linear(5);
+        yield return BenchCase.Chain(5);
+        yield return BenchCase.FanOut(5, 0, 8);
+        yield return BenchCase.FanOut(5, 2, -1);
+        yield return BenchCase.Unordered(5);
+        foreach (var backend in new[] { BenchBackend.Memory, BenchBackend.Directory, BenchBackend.SqliteFsync, BenchBackend.SqliteWal, BenchBackend.PostgreSql })
+        {
+            yield return BenchCase.Persisted(5, backend);
+            yield return BenchCase.Persisted(5, backend, parallel: true);
+        }
+        yield return BenchCase.FailLast(5);
+        yield return BenchCase.Retry(5);
+        yield return BenchCase.Compile(5, graph: false);
+        yield return BenchCase.Compile(5, graph: true);
+    }
+
+    [Theory]
+    [MemberData(nameof(TinyCases))]
+    public async Task Case_runs_and_passes_its_own_check(string name)
+    {
+        var c = Tiny().Single(x => x.Name == name);
+        if (!BenchBackends.IsAvailable(c.Backend))
+        {
+            // Under CI the PostgreSQL server is part of the run: a missing one is a failure, not a skip.
+            Assert.True(Environment.GetEnvironmentVariable("CI") != "true", $"{BenchBackends.PostgresVariable} is not set under CI=true.");
+            return;
+        }
+        await using var backends = new BenchBackends();
+        var sample = await c.RunOnceAsync(backends);
+        Assert.True(sample.Compile > TimeSpan.Zero, "compile time was not measured");
+        if (c.CompileOnly) Assert.Equal(TimeSpan.Zero, sample.Run);
+        else Assert.True(sample.Run > TimeSpan.Zero, "run time was not measured");
+        Assert.True(sample.CompileAllocatedBytes > 0, "compile allocations were not measured");
+    }
+
+    [Fact]
+    public async Task Harness_reports_every_case_and_the_persistence_cost_against_its_baseline()
+    {
+        var cases = new[] { BenchCase.Linear(4), BenchCase.Persisted(4, BenchBackend.Memory), BenchCase.Retry(4), BenchCase.Compile(4, graph: false) };
+        var log = new StringWriter();
+        var results = await new CompareHarness(quick: true, log).RunAsync(cases, withAnchor: false);
+        Assert.Equal(cases.Length, results.Count);
+        var table = CompareHarness.Table(results);
+        foreach (var c in cases.Where(c => !c.CompileOnly)) Assert.Contains(c.Name, table);
+        Assert.Contains("compile+validate linear N=4", table);
+        var persistence = CompareHarness.PersistenceTable(results);
+        Assert.Contains("| memory | serial (linear) | 4 |", persistence);
+        Assert.DoesNotContain("| — |", persistence.Split('\n').Single(l => l.StartsWith("| memory", StringComparison.Ordinal)));
+        Assert.Contains("B7 ≤ 10 µs per retry round", CompareHarness.Targets(results));
+    }
+
+    [Theory]
+    [InlineData(new[] { 3.0, 1.0, 2.0 }, 2.0)]
+    [InlineData(new[] { 4.0, 1.0, 3.0, 2.0 }, 2.5)]
+    public void Median_is_the_middle_value(double[] values, double expected) => Assert.Equal(expected, CompareHarness.Median(values));
+}
