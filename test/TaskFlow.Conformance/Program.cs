@@ -1,6 +1,17 @@
 using TaskFlow.Conformance;
 
-// dotnet run -c Release --project test/TaskFlow.Conformance -- DIR... : runs every scenario in the folders (or files).
+// dotnet run -c Release --project test/TaskFlow.Conformance -- [--persist memory|directory|sqlite] DIR... : runs every
+// scenario in the folders (or files); with --persist each run is saved as it runs, and the saved run is checked.
+var persistence = ScenarioRunner.Persistence.None;
+if (args.Length >= 2 && args[0] == "--persist")
+{
+    if (!Enum.TryParse(args[1], ignoreCase: true, out persistence) || persistence == ScenarioRunner.Persistence.None)
+    {
+        Console.Error.WriteLine($"error: --persist takes memory, directory or sqlite, not '{args[1]}'.");
+        return 2;
+    }
+    args = args[2..];
+}
 var inputs = args.Length > 0 ? args : [Path.Combine(AppContext.BaseDirectory, "scenarios")];
 var files = new List<string>();
 foreach (var input in inputs)
@@ -16,7 +27,7 @@ foreach (var input in inputs)
 int passed = 0, failed = 0;
 foreach (var file in files)
 {
-    var result = ScenarioRunner.RunFile(file);
+    var result = ScenarioRunner.RunFile(file, persistence);
     if (result.Passed) { passed++; Console.WriteLine($"PASS {result.Name}"); }
     else { failed++; Console.WriteLine($"FAIL {result.Name}: {result.Difference}"); }
 }

@@ -4,6 +4,8 @@ using TaskFlow.Engines;
 using TaskFlow.Failures;
 using TaskFlow.Flows;
 using TaskFlow.Notifications;
+using TaskFlow.Persistence;
+using TaskFlow.Persistence.Sqlite;
 using TaskFlow.States;
 
 namespace TaskFlow.Conformance;
@@ -13,13 +15,20 @@ public static class ScenarioRunner
 {
     public sealed record Result(string Name, bool Passed, string? Difference);
 
-    public static Result RunFile(string path)
+    /// <summary>
+    /// Where a run is saved while it runs: nowhere (the corpus as TaskFlow ran it), or a backend — then the saved run is
+    /// also checked against the run's final state and reloaded into a fresh engine that must see the same results.
+    /// </summary>
+    public enum Persistence { None, Memory, Directory, Sqlite }
+
+    public static Result RunFile(string path, Persistence persistence = Persistence.None)
     {
         var scenario = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
         var name = scenario["name"]?.GetValue<string>() ?? Path.GetFileNameWithoutExtension(path);
         try
         {
-            var observed = Observe(scenario);
+            var observed = Observe(scenario, persistence);
+            if (observed["persistence_error"] is { } pe) return new Result(name, false, "persistence: " + pe.GetValue<string>());
             var diff = Compare(scenario["expect"]!.AsObject(), observed);
             return new Result(name, diff is null, diff);
         }
@@ -29,7 +38,36 @@ public static class ScenarioRunner
         }
     }
 
-    public static JsonObject Observe(JsonObject scenario)
+    public static JsonObject Observe(JsonObject scenario, Persistence persistence = Persistence.None)
+    {
+        if (persistence == Persistence.None) return Observe(scenario, null, null);
+        var folder = Path.Combine(Path.GetTempPath(), "taskflow-conformance-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(folder);
+        try
+        {
+            IPersistenceBackend backend = persistence switch
+            {
+                Persistence.Memory => new InMemoryPersistenceBackend(),
+                Persistence.Directory => new DirectoryPersistenceBackend(new DirectoryPersistenceOptions { Path = folder }),
+                _ => new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = "Data Source=" + Path.Combine(folder, "runs.db"), Durability = SqliteDurability.WalNoFsync }),
+            };
+            try
+            {
+                return Observe(scenario, backend, null);
+            }
+            finally
+            {
+                backend.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+        }
+        finally
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    private static JsonObject Observe(JsonObject scenario, IPersistenceBackend? backend, Guid? resumeId)
     {
         bool serial = scenario["engine"]?.GetValue<string>() != "parallel";
         var recorder = new Recorder(serial);
@@ -44,9 +82,9 @@ public static class ScenarioRunner
         {
             return Invalid("build", e);
         }
-        var options = new EngineOptions { Store = store };
+        var options = new EngineOptions { Store = store, Persistence = backend, FlowDetailId = resumeId };
         var engine = serial ? FlowEngine.CreateSerial(flow, options) : FlowEngine.CreateParallel(flow, options);
-        try { engine.Compile(); engine.Prepare(); }
+        try { engine.Compile(); engine.PrepareAsync().GetAwaiter().GetResult(); }
         catch (Exception e) { return Invalid("compile", e); }
         try { engine.Validate(); }
         catch (Exception e) { return Invalid("validate", e); }
@@ -84,8 +122,10 @@ public static class ScenarioRunner
             else results[symbol] = new JsonObject { ["$many"] = new JsonArray(values.Select(v => (ToJson(v), Canonical.Render(v is Failure f ? $"Failure(\"{f.Message}\")" : v))).OrderBy(x => x.Item2, StringComparer.Ordinal).Select(x => x.Item1).ToArray()) };
         }
         errors.Sort(StringComparer.Ordinal);
+        var persistenceError = backend is null ? null : CheckSaved(scenario, engine, backend);
         return new JsonObject
         {
+            ["persistence_error"] = persistenceError,
             ["outcome"] = outcome,
             ["errors"] = new JsonArray(errors.Select(e => (JsonNode?)JsonValue.Create(e)).ToArray()),
             ["flow_state"] = engine.State.ToTaskFlowName(),
@@ -95,6 +135,36 @@ public static class ScenarioRunner
             ["transitions"] = new JsonArray(transitions.Select(t => (JsonNode?)JsonValue.Create(t)).ToArray()),
         };
     }
+
+    /// <summary>
+    /// What was saved must be what the run holds: every atom's state and intention and the flow state, and a fresh
+    /// engine loaded from the saved run must fetch the same values. Null when it is so, else the first difference.
+    /// </summary>
+    private static string? CheckSaved(JsonObject scenario, FlowEngine engine, IPersistenceBackend backend)
+    {
+        var saved = backend.GetFlowDetailAsync(engine.FlowDetailId!.Value).GetAwaiter().GetResult();
+        if (saved is null) return "the flow detail was not saved";
+        if (saved.State != engine.State) return $"flow saved as {saved.State.ToTaskFlowName()}, run ended {engine.State.ToTaskFlowName()}";
+        foreach (var (name, (state, intention)) in engine.Storage.GetAtomStates())
+        {
+            var atom = saved.FindAtom(name);
+            if (atom is null) return $"atom '{name}' was not saved";
+            if (atom.State != state || atom.Intention != intention)
+                return $"atom '{name}' saved as {atom.State.ToTaskFlowName()}/{atom.Intention.ToTaskFlowName()}, run holds {state.ToTaskFlowName()}/{intention.ToTaskFlowName()}";
+        }
+        // Loading a REVERTED run resets it (TaskFlow's prepare), so there is nothing left to fetch to compare.
+        if (saved.State == FlowState.Reverted) return null;
+        var flow = ScenarioBuilder.BuildFlow(scenario["flow"]!.AsObject(), new Recorder(true));
+        var reloaded = FlowEngine.CreateSerial(flow, new EngineOptions { Persistence = backend, FlowDetailId = saved.Id });
+        reloaded.PrepareAsync().GetAwaiter().GetResult();
+        var before = Holders(engine);
+        var after = Holders(reloaded);
+        return before == after ? null : $"a reloaded run fetches {after}, the run fetched {before}";
+    }
+
+    private static string Holders(FlowEngine engine) => string.Join("; ",
+        engine.Storage.FetchAllHolders().OrderBy(kv => kv.Key, StringComparer.Ordinal)
+            .Select(kv => kv.Key + "=" + string.Join(",", kv.Value.Select(v => v is Failure f ? "Failure:" + f.Message : JsonSerializer.Serialize(v, PersistenceJson.Options)))));
 
     private static JsonNode? ToJson(object? v) => v is Failure f
         ? JsonValue.Create($"Failure({Canonical.Render(Canonical.Message(f))})")

@@ -21,4 +21,13 @@ public sealed class ScenarioTests
         var result = ScenarioRunner.RunFile(Path.Combine(AppContext.BaseDirectory, file));
         Assert.True(result.Passed, result.Difference);
     }
+
+    /// <summary>The same runs saved to SQLite as they run: same outcome, and what was saved is what the run holds.</summary>
+    [Theory]
+    [MemberData(nameof(Scenarios))]
+    public void Scenario_MatchesTaskFlow_WhenPersistedToSqlite(string file)
+    {
+        var result = ScenarioRunner.RunFile(Path.Combine(AppContext.BaseDirectory, file), ScenarioRunner.Persistence.Sqlite);
+        Assert.True(result.Passed, result.Difference);
+    }
 }

@@ -69,6 +69,17 @@ public abstract class Atom : FlowNode
         init => _optional = value is null ? null : new Dictionary<string, object?>(value, StringComparer.Ordinal);
     }
 
+    /// <summary>
+    /// The atom's version (TaskFlow's <c>version</c>, "1.0" by default), saved with its persisted detail. Bump it when
+    /// a change makes a half-finished run of the old code unsafe to continue: resuming a saved run whose atom has
+    /// started under another version fails with <see cref="FlowDefinitionException"/> instead of mixing the two.
+    /// </summary>
+    public string Version
+    {
+        get;
+        init => field = string.IsNullOrWhiteSpace(value) ? throw new ArgumentException("An atom's version must be a non-empty string.", nameof(Version)) : value;
+    } = "1.0";
+
     /// <summary>Among atoms ready at the same time, higher priorities are started first.</summary>
     public int Priority
     {

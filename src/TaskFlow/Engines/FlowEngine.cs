@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using TaskFlow.Engines.Compilation;
+using TaskFlow.Engines.Journaling;
 using TaskFlow.Engines.Scheduling;
 using TaskFlow.Failures;
 using TaskFlow.Flows;
@@ -19,6 +20,7 @@ public sealed class FlowEngine
     private readonly EngineOptions _options;
     private CompiledFlow? _compiled;
     private FlowStorage? _storage;
+    private RunJournal? _journal;
     private FlowState _flowState = FlowState.Pending;
     private int _running;
     private volatile bool _suspendRequested;
@@ -63,13 +65,59 @@ public sealed class FlowEngine
     /// <summary>Compiles the flow into its execution graph (once); definition errors surface here.</summary>
     public void Compile() => _compiled ??= FlowCompiler.Compile(Flow);
 
-    /// <summary>Compiles and creates the run's storage (once). A REVERTED run is reset so it can run again.</summary>
+    /// <summary>
+    /// Compiles and creates the run's storage (once). A REVERTED run is reset so it can run again. An engine with
+    /// <see cref="EngineOptions.Persistence"/> must be prepared with <see cref="PrepareAsync"/>, which loads or creates
+    /// the saved run.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The engine persists its run and <see cref="PrepareAsync"/> has not run yet.</exception>
     public void Prepare()
     {
-        Compile();
-        _storage ??= new FlowStorage(_compiled!, _options.Store);
+        EnsureStorage();
         if (_flowState == FlowState.Reverted) Reset();
     }
+
+    private void EnsureStorage()
+    {
+        Compile();
+        if (_storage is not null) return;
+        if (_options.Persistence is not null)
+            throw new InvalidOperationException($"Engine for flow '{Flow.Name}' persists its run: prepare it with PrepareAsync (RunAsync does), which loads or creates the saved run.");
+        _storage = new FlowStorage(_compiled!, _options.Store);
+    }
+
+    /// <summary>
+    /// Compiles and creates the run's storage (once). With <see cref="EngineOptions.Persistence"/> it creates the
+    /// logbook and flow detail, or loads the saved run of <see cref="EngineOptions.FlowDetailId"/> so finished atoms
+    /// keep their results and are not run again. A REVERTED run is reset so it can run again.
+    /// </summary>
+    /// <exception cref="FlowDefinitionException">The saved run does not match this flow's definition (each difference is named).</exception>
+    /// <exception cref="Persistence.PersistenceException">The backend failed or holds malformed data.</exception>
+    /// <exception cref="ArgumentException">A store value cannot be saved as JSON.</exception>
+    public async Task PrepareAsync(CancellationToken cancellationToken = default)
+    {
+        Compile();
+        if (_storage is null && _options.Persistence is not null)
+        {
+            var storage = new FlowStorage(_compiled!, _options.Store);
+            var (journal, savedState) = await RunJournal.OpenAsync(this, storage, _options, cancellationToken).ConfigureAwait(false);
+            storage.Journal = journal;
+            _journal = journal;
+            _flowState = savedState;
+            _storage = storage;
+            // TaskFlow's prepare: RESUMING, then SUSPENDED (a run saved as RUNNING or SUSPENDING was interrupted).
+            ChangeFlowState(FlowState.Resuming);
+            ChangeFlowState(FlowState.Suspended);
+        }
+        Prepare();
+        if (_journal is not null) await _journal.FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>The id of the flow detail this run is saved under; null when the engine has no persistence or is not prepared.</summary>
+    public Guid? FlowDetailId => _journal?.FlowDetailId;
+
+    /// <summary>The id of the logbook holding <see cref="FlowDetailId"/>; null when the engine has no persistence or is not prepared.</summary>
+    public Guid? LogBookId => _journal?.LogBookId;
 
     /// <summary>Checks that every atom's required inputs are available; throws <see cref="MissingDependenciesException"/> listing all that are not.</summary>
     public void Validate()
@@ -111,10 +159,11 @@ public sealed class FlowEngine
             throw new InvalidStateException($"Engine for flow '{Flow.Name}' is already running; an engine runs one flow run at a time.");
         try
         {
-            Prepare();
+            await PrepareAsync(cancellationToken).ConfigureAwait(false);
             Validate();
             _suspendRequested = false;
             ChangeFlowState(FlowState.Running);
+            if (_journal is not null) await _journal.FlushAsync().ConfigureAwait(false);
             var loop = new EngineLoop(this, _storage!, cancellationToken);
             using var registration = cancellationToken.Register(static e => ((FlowEngine)e!).Suspend(), this);
             while (true)
@@ -127,6 +176,7 @@ public sealed class FlowEngine
                 catch
                 {
                     ChangeFlowState(FlowState.Failure);
+                    await SaveAfterFailureAsync().ConfigureAwait(false);
                     throw;
                 }
                 if (state == EngineState.GameOver) continue;
@@ -138,6 +188,7 @@ public sealed class FlowEngine
                         EngineState.Reverted => FlowState.Reverted,
                         _ => FlowState.Suspended,
                     });
+                    if (_journal is not null) await _journal.FlushAsync().ConfigureAwait(false);
                     yield return state;
                     if (state == EngineState.Reverted) RaiseStoredFailures();
                     if (state == EngineState.Suspended) cancellationToken.ThrowIfCancellationRequested();
@@ -149,6 +200,23 @@ public sealed class FlowEngine
         finally
         {
             Volatile.Write(ref _running, 0);
+        }
+    }
+
+    /// <summary>
+    /// Saves what it can after the loop failed. If the store itself is what failed, the run stays saved as it was
+    /// (RUNNING), which resumes like a crash; the loop's exception is the one the caller needs, so this one is dropped.
+    /// </summary>
+    private async ValueTask SaveAfterFailureAsync()
+    {
+        if (_journal is null) return;
+        try
+        {
+            await _journal.FlushAsync().ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Deliberately dropped: see above.
         }
     }
 
@@ -175,17 +243,20 @@ public sealed class FlowEngine
         ChangeFlowState(FlowState.Suspending);
     }
 
-    /// <summary>Returns every atom to PENDING/EXECUTE and the flow to PENDING, so the flow can run again from the start.</summary>
+    /// <summary>
+    /// Returns every atom to PENDING/EXECUTE and the flow to PENDING, so the flow can run again from the start. In a
+    /// persisted run the reset is saved at the next run's first save point.
+    /// </summary>
     public void Reset()
     {
         if (Volatile.Read(ref _running) == 1)
             throw new InvalidStateException($"Engine for flow '{Flow.Name}' is running; it cannot be reset now.");
-        Prepare();
+        EnsureStorage();
         var s = _storage!;
         foreach (var node in _compiled!.AtomNodes)
         {
             AtomActions.ChangeState(this, s, node, AtomState.Pending);
-            s.Intentions[node] = AtomIntention.Execute;
+            s.SetIntention(node, AtomIntention.Execute);
         }
         ChangeFlowState(FlowState.Pending);
     }
@@ -204,6 +275,9 @@ public sealed class FlowEngine
                 throw new InvalidStateException($"Flow '{Flow.Name}' cannot move from {old.ToTaskFlowName()} to {state.ToTaskFlowName()}.");
             _flowState = state;
         }
-        Notifications.Publish(new FlowStateChanged(Flow.Name, state, old));
+        var e = new FlowStateChanged(Flow.Name, state, old);
+        // A persisted run publishes the change once it is saved (the loop's next save point).
+        if (_journal is { } journal) journal.DeferFlowState(state, e, Notifications.HasSubscribers<FlowStateChanged>());
+        else Notifications.Publish(e);
     }
 }

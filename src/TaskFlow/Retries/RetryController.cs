@@ -17,7 +17,11 @@ public enum RetryDecision
 /// <summary>One attempt of a retry controller: the value its execute returned, and the failures of that attempt.</summary>
 /// <param name="Value">What the controller's execute returned for this attempt.</param>
 /// <param name="Failures">The failures of the attempt, by the name of the atom (or nested controller) that failed.</param>
-public sealed record RetryAttempt(object? Value, IReadOnlyDictionary<string, Failure> Failures);
+public sealed record RetryAttempt(object? Value, IReadOnlyDictionary<string, Failure> Failures)
+{
+    /// <summary>The value as saved (JSON), when the run is persisted; computed once when the attempt is recorded.</summary>
+    internal System.Text.Json.JsonElement? SavedValue { get; init; }
+}
 
 /// <summary>A retry controller's attempts so far (TaskFlow's <c>History</c>).</summary>
 public sealed class RetryHistory : IReadOnlyList<RetryAttempt>

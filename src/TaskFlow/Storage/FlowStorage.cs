@@ -60,19 +60,44 @@ public sealed class FlowStorage
     /// <summary>The flow-level store (a copy).</summary>
     public IReadOnlyDictionary<string, object?> Store => new Dictionary<string, object?>(_store, StringComparer.Ordinal);
 
-    /// <summary>Adds or replaces flow-level values (TaskFlow's <c>storage.inject</c>).</summary>
+    /// <summary>
+    /// Adds or replaces flow-level values (TaskFlow's <c>storage.inject</c>). In a persisted run they are saved with the
+    /// flow detail (at the engine's next save point), so they must serialize to JSON.
+    /// </summary>
     public void Inject(IEnumerable<KeyValuePair<string, object?>> values)
     {
         ArgumentNullException.ThrowIfNull(values);
         var pairs = values.ToArray();
-        foreach (var (k, _) in pairs)
+        foreach (var (k, v) in pairs)
+        {
             if (string.IsNullOrWhiteSpace(k)) throw new ArgumentException("Store keys must be non-empty symbol names.", nameof(values));
+            // A persisted run saves the store: refuse what cannot be saved before anything changes.
+            if (Journal is not null) Engines.Journaling.RunJournal.ToStoreJson(k, v);
+        }
         lock (_storeGate)
         {
             var next = new Dictionary<string, object?>(_store, StringComparer.Ordinal);
             foreach (var (k, v) in pairs) next[k] = v;
             _store = next;
         }
+        Journal?.MarkStoreDirty();
+    }
+
+    /// <summary>The run's journal when it is persisted (set once by the engine before the run starts), else null.</summary>
+    internal Engines.Journaling.RunJournal? Journal { get; set; }
+
+    /// <summary>Sets an atom's intention; a persisted run saves it before acting on it.</summary>
+    internal void SetIntention(int node, AtomIntention intention)
+    {
+        if (Intentions[node] == intention) return;
+        Intentions[node] = intention;
+        Journal?.MarkDirty(node);
+    }
+
+    /// <summary>Replaces the whole store (a resumed run: the saved store with the engine's store laid over it).</summary>
+    internal void ReplaceStore(Dictionary<string, object?> store)
+    {
+        lock (_storeGate) _store = store;
     }
 
     internal bool TryGetStore(string symbol, out object? value) => _store.TryGetValue(symbol, out value);
@@ -235,6 +260,9 @@ public sealed class FlowStorage
                         return true;
                     case JsonElement { ValueKind: JsonValueKind.Array } je when index < je.GetArrayLength():
                         item = je[index];
+                        return true;
+                    case JsonElement { ValueKind: JsonValueKind.String } js when js.GetString() is { } saved && index < saved.Length:
+                        item = saved[index].ToString(); // a string result loaded from a saved run indexes like the live one
                         return true;
                     case System.Runtime.CompilerServices.ITuple tuple when index < tuple.Length:
                         item = tuple[index];

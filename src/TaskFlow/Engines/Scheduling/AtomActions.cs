@@ -16,7 +16,12 @@ internal static class AtomActions
 {
     public static bool SavesResult(AtomState s) => s is AtomState.Success or AtomState.Failure or AtomState.Reverted or AtomState.RevertFailure;
 
-    public static void ChangeState(FlowEngine engine, FlowStorage s, int node, AtomState state, object? result = null, bool hasResult = false)
+    /// <summary>
+    /// Moves an atom to <paramref name="state"/>. In a persisted run <paramref name="saved"/> is the result as JSON
+    /// (computed by the caller, so a value that cannot be saved never advances the state), the atom is marked for the
+    /// next save and its notification waits for that save.
+    /// </summary>
+    public static void ChangeState(FlowEngine engine, FlowStorage s, int node, AtomState state, object? result = null, bool hasResult = false, System.Text.Json.JsonElement? saved = null)
     {
         var old = s.States[node];
         bool isRetry = s.Histories[node] is not null;
@@ -28,9 +33,11 @@ internal static class AtomActions
             if (isRetry) Transitions.EnsureRetryTransition(name, old, state);
             else Transitions.EnsureTaskTransition(name, old, state);
         }
+        var journal = s.Journal;
         if (SavesResult(state))
         {
-            Put(s, node, state, result, isRetry);
+            Put(s, node, state, result, isRetry, saved);
+            journal?.OnPut(node, state, saved);
             if (state is AtomState.Failure or AtomState.RevertFailure && result is Failure f)
             {
                 var intention = s.Intentions[node];
@@ -42,6 +49,7 @@ internal static class AtomActions
         {
             if (state == old) return;
             s.States[node] = state;
+            journal?.MarkDirty(node);
         }
         // Task progress as TaskFlow keeps it: 0 when a call starts or the task is reset, 1 when a call succeeds.
         if (!isRetry)
@@ -53,11 +61,13 @@ internal static class AtomActions
         if (hub.HasSubscribers<AtomStateChanged>())
         {
             var atom = s.Compiled.Atoms[node]!;
-            hub.Publish(new AtomStateChanged(atom.Name, isRetry ? AtomKind.Retry : AtomKind.Task, state, old, hasResult ? result : null));
+            var e = new AtomStateChanged(atom.Name, isRetry ? AtomKind.Retry : AtomKind.Task, state, old, hasResult ? result : null);
+            if (journal is null) hub.Publish(e);
+            else journal.Defer(e);
         }
     }
 
-    private static void Put(FlowStorage s, int node, AtomState state, object? result, bool isRetry)
+    private static void Put(FlowStorage s, int node, AtomState state, object? result, bool isRetry, System.Text.Json.JsonElement? saved)
     {
         s.States[node] = state;
         switch (state)
@@ -77,7 +87,7 @@ internal static class AtomActions
                 s.FailureOf[node] = null;
                 s.RevertFailureOf[node] = null;
                 s.RevertResults[node] = null;
-                if (isRetry) s.Histories[node]!.Add(new RetryAttempt(result, FlowTask.EmptyFailures));
+                if (isRetry) s.Histories[node]!.Add(new RetryAttempt(result, FlowTask.EmptyFailures) { SavedValue = saved });
                 else s.Results[node] = result;
                 break;
             case AtomState.Reverted:

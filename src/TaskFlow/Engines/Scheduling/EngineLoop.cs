@@ -29,6 +29,8 @@ internal sealed class EngineLoop
     private readonly Action<int, double, object?> _onProgress;
     private readonly List<(int From, FlowLink Link)>?[] _edgeDeciders;
     private readonly TaskExecutor? _executor;
+    private readonly Journaling.RunJournal? _journal;
+    private readonly List<TaskCall> _starts = [];
 
     // What the next call of NextAsync does; the state it returns is the one it performed.
     private EngineState _next = EngineState.Resuming;
@@ -83,6 +85,7 @@ internal sealed class EngineLoop
         _cancellationToken = cancellationToken;
         _parallel = engine.IsParallel;
         _executor = engine.Options.Executor;
+        _journal = storage.Journal;
         _inNextUp = new bool[_c.NodeCount];
         _contexts = new TaskContext?[_c.NodeCount];
         _edgeDeciders = new List<(int, FlowLink)>?[_c.NodeCount];
@@ -184,8 +187,19 @@ internal sealed class EngineLoop
         {
             foreach (var n in _nextUp) _inNextUp[n] = false;
             _nextUp.Clear();
+            // Parallel tasks start together once their RUNNING/REVERTING states are saved (one write for the batch).
+            if (_journal is not null) await _journal.FlushAsync().ConfigureAwait(false);
+            foreach (var call in _starts)
+            {
+                _inFlight++;
+                _ = Task.Run(() => InvokeThrottledAsync(call));
+            }
+            _starts.Clear();
         }
     }
+
+    /// <summary>Saves what changed before user code runs (a persisted run only).</summary>
+    private ValueTask SaveBeforeActingAsync() => _journal is { } j ? j.FlushAsync() : ValueTask.CompletedTask;
 
     private void SortByPriority()
     {
@@ -208,15 +222,15 @@ internal sealed class EngineLoop
             switch (intention)
             {
                 case AtomIntention.Execute:
-                    _done.Add(ExecuteRetry(node, retry));
+                    _done.Add(await ExecuteRetryAsync(node, retry).ConfigureAwait(false));
                     break;
                 case AtomIntention.Revert:
-                    _done.Add(RevertRetry(node, retry));
+                    _done.Add(await RevertRetryAsync(node, retry).ConfigureAwait(false));
                     break;
                 case AtomIntention.Retry:
                     AtomActions.ChangeState(_engine, _s, node, AtomState.Retrying);
                     RetrySubflow(node);
-                    _done.Add(ExecuteRetry(node, retry));
+                    _done.Add(await ExecuteRetryAsync(node, retry).ConfigureAwait(false));
                     break;
                 default:
                     throw new InvalidStateException($"Retry '{atom.Name}' cannot be scheduled with intention {intention.ToTaskFlowName()}.");
@@ -244,11 +258,11 @@ internal sealed class EngineLoop
         }
         if (!_parallel)
         {
+            await SaveBeforeActingAsync().ConfigureAwait(false);
             _done.Add(await InvokeAsync(call).ConfigureAwait(false));
             return;
         }
-        _inFlight++;
-        _ = Task.Run(() => InvokeThrottledAsync(call));
+        _starts.Add(call);
     }
 
     /// <summary>Everything one task call needs, fixed at scheduling time on the loop.</summary>
@@ -306,9 +320,10 @@ internal sealed class EngineLoop
         }
     }
 
-    private Completion ExecuteRetry(int node, RetryController retry)
+    private async ValueTask<Completion> ExecuteRetryAsync(int node, RetryController retry)
     {
         AtomActions.ChangeState(_engine, _s, node, AtomState.Running);
+        await SaveBeforeActingAsync().ConfigureAwait(false);
         var args = _s.FetchArguments(node, revert: false);
         try
         {
@@ -320,9 +335,10 @@ internal sealed class EngineLoop
         }
     }
 
-    private Completion RevertRetry(int node, RetryController retry)
+    private async ValueTask<Completion> RevertRetryAsync(int node, RetryController retry)
     {
         AtomActions.ChangeState(_engine, _s, node, AtomState.Reverting);
+        await SaveBeforeActingAsync().ConfigureAwait(false);
         var args = _s.FetchArguments(node, revert: true);
         try
         {
@@ -340,6 +356,7 @@ internal sealed class EngineLoop
     private async ValueTask WaitAsync()
     {
         if (!_parallel || _inFlight == 0) return;
+        await SaveBeforeActingAsync().ConfigureAwait(false);
         var reader = _completions!.Reader;
         _done.Add(await reader.ReadAsync().ConfigureAwait(false));
         _inFlight--;
@@ -382,26 +399,40 @@ internal sealed class EngineLoop
     private void Complete(Completion c)
     {
         int node = c.Node;
+        var failure = c.Failure;
+        System.Text.Json.JsonElement? saved = null;
+        if (failure is null && _journal is not null)
+        {
+            // A result that cannot be saved fails the atom instead of advancing it (a persisted run only).
+            try
+            {
+                saved = _journal.ToJson(node, c.Result, c.IsRevert ? "revert result" : _c.Kinds[node] == NodeKind.Retry ? "value" : "result");
+            }
+            catch (Persistence.PersistenceException e)
+            {
+                failure = Failure.FromException(e);
+            }
+        }
         if (!c.IsRevert)
         {
-            if (c.Failure is { } f)
+            if (failure is { } f)
             {
                 AtomActions.ChangeState(_engine, _s, node, AtomState.Failure, f, hasResult: true);
                 ProcessAtomFailure(node, f); // execute failures are resolved, never retained
             }
             else
             {
-                AtomActions.ChangeState(_engine, _s, node, AtomState.Success, c.Result, hasResult: true);
+                AtomActions.ChangeState(_engine, _s, node, AtomState.Success, c.Result, hasResult: true, saved);
             }
         }
-        else if (c.Failure is { } f)
+        else if (failure is { } f)
         {
             AtomActions.ChangeState(_engine, _s, node, AtomState.RevertFailure, f, hasResult: true);
             _failures.Add(f); // revert failures are retained: nothing more is scheduled
         }
         else
         {
-            AtomActions.ChangeState(_engine, _s, node, AtomState.Reverted, c.Result, hasResult: true);
+            AtomActions.ChangeState(_engine, _s, node, AtomState.Reverted, c.Result, hasResult: true, saved);
         }
     }
 
@@ -439,11 +470,11 @@ internal sealed class EngineLoop
         var resolver = DetermineResolution(node, failure);
         if (resolver.Strategy == Strategy.RevertAll)
         {
-            foreach (var n in _c.AtomNodes) _s.Intentions[n] = AtomIntention.Revert;
+            foreach (var n in _c.AtomNodes) _s.SetIntention(n, AtomIntention.Revert);
             return;
         }
-        _s.Intentions[resolver.Node] = resolver.Strategy == Strategy.RevertAndRetry ? AtomIntention.Retry : AtomIntention.Revert;
-        foreach (var n in ForwardAtoms(resolver.Node)) _s.Intentions[n] = AtomIntention.Revert;
+        _s.SetIntention(resolver.Node, resolver.Strategy == Strategy.RevertAndRetry ? AtomIntention.Retry : AtomIntention.Revert);
+        foreach (var n in ForwardAtoms(resolver.Node)) _s.SetIntention(n, AtomIntention.Revert);
     }
 
     private Resolver DetermineResolution(int node, Failure failure)
@@ -481,6 +512,7 @@ internal sealed class EngineLoop
             // Attempts are immutable (a retry controller may keep the history it was given): replace the latest one.
             var failures = new Dictionary<string, Failure>(last.Failures, StringComparer.Ordinal) { [failedName] = failure };
             history[^1] = last with { Failures = failures };
+            _journal?.MarkDirty(retryNode);
         }
         var args = _s.FetchArguments(retryNode, revert: false);
         return retry.OnFailure(AtomActions.HistoryOf(_s, retryNode), args);
@@ -488,11 +520,11 @@ internal sealed class EngineLoop
 
     private void RetrySubflow(int retryNode)
     {
-        _s.Intentions[retryNode] = AtomIntention.Execute;
+        _s.SetIntention(retryNode, AtomIntention.Execute);
         foreach (var n in ForwardAtoms(retryNode))
         {
             AtomActions.ChangeState(_engine, _s, n, AtomState.Pending);
-            _s.Intentions[n] = AtomIntention.Execute;
+            _s.SetIntention(n, AtomIntention.Execute);
         }
     }
 
@@ -654,7 +686,7 @@ internal sealed class EngineLoop
         foreach (var n in affected)
         {
             AtomActions.ChangeState(_engine, _s, n, AtomState.Ignore);
-            _s.Intentions[n] = AtomIntention.Ignore;
+            _s.SetIntention(n, AtomIntention.Ignore);
         }
         return false;
     }
