@@ -15,7 +15,8 @@ namespace TaskFlow.Conductors;
 /// <para>Every run uses the job's flow detail id and logbook id, so a job that a dead conductor left behind resumes
 /// where that conductor stopped: atoms already finished are not run again.</para>
 /// <para>Outcomes: success → consume; the flow failed → <see cref="ConductorOptions.OnFlowFailure"/>; the flow could
-/// not be built (unknown factory, invalid flow) → trash; persistence or board trouble → abandon (someone retries);
+/// not be built or validated (unknown factory, invalid flow, a flow that no longer matches its saved run, missing
+/// inputs) → trash; persistence or board trouble → abandon (someone retries);
 /// stopping → the engine is suspended (running tasks finish, nothing new starts) and the job abandoned. Each outcome is
 /// published on <see cref="Notifications"/>.</para>
 /// </remarks>
@@ -186,6 +187,11 @@ public sealed class Conductor : IAsyncDisposable
                     $"{job}: its flow detail {job.FlowDetailId} already ended {stored.State.ToString().ToUpperInvariant()} under an earlier owner.")).ConfigureAwait(false);
                 return;
             }
+
+            // Loads (or creates) the saved run and checks the flow against it and the store: a job that fails here
+            // can never run, whatever conductor claims it.
+            await engine.PrepareAsync(token).ConfigureAwait(false);
+            engine.Validate();
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
@@ -199,7 +205,8 @@ public sealed class Conductor : IAsyncDisposable
         }
         catch (Exception ex)
         {
-            // The job itself is unusable (unknown factory, a flow that does not compile): running it again cannot help.
+            // The job itself is unusable (unknown factory, a flow that does not compile or does not match its saved run,
+            // inputs missing from the store): running it again cannot help.
             await FinishAsync(job, JobState.Trashed, null, ex).ConfigureAwait(false);
             return;
         }
