@@ -35,7 +35,7 @@ public sealed class PostgreSqlJobBoard : IJobBoard
     private readonly string _q;
     private readonly string _channel;
     private readonly string _display;
-    private readonly ConcurrentDictionary<Guid, string> _heldClaims = new();
+    private readonly ConcurrentDictionary<Guid, HeldClaim> _heldClaims = new();
     private readonly CancellationTokenSource _disposing = new();
     private readonly Lock _gate = new();
     private Task? _schemaTask;
@@ -285,7 +285,7 @@ public sealed class PostgreSqlJobBoard : IJobBoard
 
     private Job Hold(Job claimed)
     {
-        _heldClaims[claimed.Id] = claimed.Owner!;
+        _heldClaims[claimed.Id] = new HeldClaim(claimed.Owner!, new CancellationTokenSource());
         lock (_gate)
         {
             if (_heartbeatLoop is null && Volatile.Read(ref _disposed) == 0)
@@ -293,6 +293,22 @@ public sealed class PostgreSqlJobBoard : IJobBoard
         }
         return claimed;
     }
+
+    /// <inheritdoc />
+    public CancellationToken GetClaimLostToken(Job job, string owner)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        return _heldClaims.TryGetValue(job.Id, out var claim) && claim.Owner == owner ? claim.Lost.Token : new CancellationToken(canceled: true);
+    }
+
+    private void Release(Guid jobId, string owner, bool lost)
+    {
+        if (_heldClaims.TryGetValue(jobId, out var claim) && claim.Owner == owner &&
+            _heldClaims.TryRemove(new KeyValuePair<Guid, HeldClaim>(jobId, claim)) && lost)
+            claim.Lost.Cancel();
+    }
+
+    private sealed record HeldClaim(string Owner, CancellationTokenSource Lost);
 
     private async Task HeartbeatLoopAsync()
     {
@@ -317,15 +333,16 @@ public sealed class PostgreSqlJobBoard : IJobBoard
                             """);
                         cmd.Parameters.AddWithValue("lease", _options.LeaseDuration);
                         cmd.Parameters.AddWithValue("ids", held.Select(h => h.Key).ToArray());
-                        cmd.Parameters.AddWithValue("owners", held.Select(h => h.Value).ToArray());
+                        cmd.Parameters.AddWithValue("owners", held.Select(h => h.Value.Owner).ToArray());
                         var ids = new HashSet<Guid>();
                         await using var reader = await cmd.ExecuteReaderAsync(token).ConfigureAwait(false);
                         while (await reader.ReadAsync(token).ConfigureAwait(false)) ids.Add(reader.GetGuid(0));
                         return ids;
                     }, token).ConfigureAwait(false);
                     // Claims not renewed are gone (finished meanwhile, or lost to an expired lease): stop renewing them.
-                    foreach (var (id, owner) in held)
-                        if (!renewed.Contains(id)) _heldClaims.TryRemove(new KeyValuePair<Guid, string>(id, owner));
+                    foreach (var (id, claim) in held)
+                        if (!renewed.Contains(id) && _heldClaims.TryRemove(new KeyValuePair<Guid, HeldClaim>(id, claim)))
+                            await claim.Lost.CancelAsync().ConfigureAwait(false);
                 }
                 catch (JobFailureException)
                 {
@@ -360,7 +377,7 @@ public sealed class PostgreSqlJobBoard : IJobBoard
         }, cancellationToken).ConfigureAwait(false);
         if (changed)
         {
-            _heldClaims.TryRemove(new KeyValuePair<Guid, string>(job.Id, owner));
+            Release(job.Id, owner, lost: false);
             return;
         }
 
@@ -374,7 +391,7 @@ public sealed class PostgreSqlJobBoard : IJobBoard
             var expired = !reader.IsDBNull(2) && reader.GetBoolean(2);
             return (stored == JobState.Claimed && expired ? JobState.Unclaimed : stored, reader.IsDBNull(1) ? null : reader.GetString(1));
         }, cancellationToken).ConfigureAwait(false);
-        if (holder == owner) _heldClaims.TryRemove(new KeyValuePair<Guid, string>(job.Id, owner));
+        Release(job.Id, owner, lost: state != JobState.Claimed || holder != owner);
         throw JobBoardArguments.NotOwned(_display, job, operation, owner, state, holder);
     }
 

@@ -107,6 +107,24 @@ public sealed class PostgreSqlJobBoardTests : JobBoardContract
         Assert.NotNull(await waiter.ClaimNextAsync("host-b"));
     });
 
+    [Fact]
+    public Task GetClaimLostToken_LeaseRanOutBeforeTheHeartbeat_IsCancelledByTheNextHeartbeat() => RunAsync(async _ =>
+    {
+        await using var holder = Open(TimeSpan.FromSeconds(2), TimeSpan.FromMilliseconds(200));
+        var job = await holder.ClaimAsync(await holder.PostAsync(Posting()), "host-a");
+        var lost = holder.GetClaimLostToken(job, "host-a");
+        await Task.Delay(500);
+        Assert.False(lost.IsCancellationRequested);
+
+        // As if the host stalled past its lease: the heartbeat must notice and give the claim up.
+        await PostgresTestServer.ExecuteAsync(_connectionString!, $"UPDATE \"{_schema}\".jobs SET lease_expires_at = now() - interval '1 second'");
+
+        await Task.Delay(TimeSpan.FromSeconds(5), lost).ContinueWith(_ => { });
+        Assert.True(lost.IsCancellationRequested);
+        Assert.Equal(0, holder.HeldClaimCount);
+        await Assert.ThrowsAsync<JobFailureException>(() => holder.ConsumeAsync(job, "host-a"));
+    });
+
     // ------------------------------------------------------------------ boards, schema
 
     [Fact]

@@ -318,6 +318,19 @@ public abstract class JobBoardContract : IAsyncLifetime
         await Assert.ThrowsAsync<NotFoundException>(() => board.ConsumeAsync(job, "conductor-1"));
     });
 
+    [Fact]
+    public Task GetClaimLostToken_HeldClaim_IsNotCancelled_AndAnyoneElsesIs() => RunAsync(async board =>
+    {
+        var job = await board.ClaimAsync(await board.PostAsync(Posting()), "conductor-1");
+        var unclaimed = await board.PostAsync(Posting("other"));
+
+        Assert.False(board.GetClaimLostToken(job, "conductor-1").IsCancellationRequested);
+        Assert.True(board.GetClaimLostToken(job, "conductor-2").IsCancellationRequested);
+        Assert.True(board.GetClaimLostToken(unclaimed, "conductor-1").IsCancellationRequested);
+        await board.ConsumeAsync(job, "conductor-1");
+        Assert.True(board.GetClaimLostToken(job, "conductor-1").IsCancellationRequested);
+    });
+
     // ------------------------------------------------------------------ waiting
 
     [Fact]

@@ -17,7 +17,8 @@ namespace TaskFlow.Conductors;
 /// <para>Outcomes: success → consume; the flow failed → <see cref="ConductorOptions.OnFlowFailure"/>; the flow could
 /// not be built or validated (unknown factory, invalid flow, a flow that no longer matches its saved run, missing
 /// inputs) → trash; persistence or board trouble → abandon (someone retries);
-/// stopping → the engine is suspended (running tasks finish, nothing new starts) and the job abandoned. Each outcome is
+/// stopping → the engine is suspended (running tasks finish, nothing new starts) and the job abandoned; losing the
+/// claim (its lease ran out, see <see cref="IJobBoard.GetClaimLostToken"/>) → the engine is suspended the same way. Each outcome is
 /// published on <see cref="Notifications"/>.</para>
 /// </remarks>
 public sealed class Conductor : IAsyncDisposable
@@ -126,17 +127,14 @@ public sealed class Conductor : IAsyncDisposable
     /// </summary>
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
-        await _stopping.CancelAsync().ConfigureAwait(false);
+        // Synchronously, so the run loop's linked token is cancelled before this returns: no new claim after a stop.
+        _stopping.Cancel();
         if (Volatile.Read(ref _started) == 0) return;
         await _stopped.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Stops the conductor (see <see cref="StopAsync"/>).</summary>
-    public async ValueTask DisposeAsync()
-    {
-        await StopAsync().ConfigureAwait(false);
-        _stopping.Dispose();
-    }
+    public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
 
     /// <inheritdoc />
     public override string ToString() => $"Conductor {{ Name = {Name}, Board = {_board.Name} }}";
@@ -211,13 +209,22 @@ public sealed class Conductor : IAsyncDisposable
             return;
         }
 
+        // Losing the claim (a lease that ran out) suspends the run like a stop does: someone else may own the job now.
+        var claimLost = _board.GetClaimLostToken(job, Name);
+        using var runToken = CancellationTokenSource.CreateLinkedTokenSource(token, claimLost);
         try
         {
-            await engine.RunAsync(token).ConfigureAwait(false);
+            await engine.RunAsync(runToken.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
             await FinishAsync(job, JobState.Unclaimed, "the conductor is stopping; the flow was suspended", null).ConfigureAwait(false);
+            return;
+        }
+        catch (OperationCanceledException) when (claimLost.IsCancellationRequested)
+        {
+            // The board refuses the abandon (the claim is gone) and says so through JobOperationFailed.
+            await FinishAsync(job, JobState.Unclaimed, "the claim was lost; the flow was suspended", null).ConfigureAwait(false);
             return;
         }
         catch (Exception ex) when (ex is PersistenceException or JobFailureException)

@@ -66,6 +66,14 @@ public interface IJobBoard : IAsyncDisposable
     Task TrashAsync(Job job, string owner, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// A token that is cancelled when <paramref name="owner"/>'s claim on <paramref name="job"/>, made through this board
+    /// instance, is lost: its lease ran out before it could be renewed, so someone else may be running the job now. Stop
+    /// working on the job when it fires. Boards without leases never cancel it. The token is already cancelled when this
+    /// board instance does not hold such a claim.
+    /// </summary>
+    CancellationToken GetClaimLostToken(Job job, string owner);
+
+    /// <summary>
     /// Waits until some job is claimable, without polling: true as soon as one is (at once if one already is), false
     /// when <paramref name="timeout"/> passes first. A true result is a hint, not a reservation: another claimer may
     /// take the job first.

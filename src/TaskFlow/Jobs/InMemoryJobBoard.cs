@@ -128,6 +128,17 @@ public sealed class InMemoryJobBoard : IJobBoard
         Finish(job, owner, "abandon", JobState.Unclaimed);
 
     /// <inheritdoc />
+    /// <remarks>Claims on this board never expire: the token is never cancelled while the claim is held.</remarks>
+    public CancellationToken GetClaimLostToken(Job job, string owner)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        lock (_gate)
+            return _jobs.TryGetValue(job.Id, out var entry) && entry.Job.State == JobState.Claimed && entry.Job.Owner == owner
+                ? CancellationToken.None
+                : new CancellationToken(canceled: true);
+    }
+
+    /// <inheritdoc />
     public async Task<bool> WaitForJobsAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         JobBoardArguments.ValidateTimeout(timeout);
