@@ -182,6 +182,8 @@ public sealed class FlowEngine
                 if (state == EngineState.GameOver) continue;
                 if (state is EngineState.Success or EngineState.Reverted or EngineState.Suspended)
                 {
+                    // A cancelled run can end before the token's Suspend() callback has run: suspend on its behalf.
+                    if (state == EngineState.Suspended) ChangeFlowState(FlowState.Suspending);
                     ChangeFlowState(state switch
                     {
                         EngineState.Success => FlowState.Success,

@@ -140,11 +140,17 @@ public abstract class ForEachRetryBase : RetryController
     {
         if (Equals(a, b)) return true;
         if (a is null || b is null) return false;
+        // A resumed run holds the values it tried as saved JSON: compare them as JSON.
+        if (a is System.Text.Json.JsonElement || b is System.Text.Json.JsonElement)
+            return System.Text.Json.JsonElement.DeepEquals(AsJson(a), AsJson(b));
         // Integers of different widths (e.g. int vs long from JSON) compare by value, as Python's == does.
         if (IsNumber(a) && IsNumber(b))
             return Convert.ToDecimal(a, System.Globalization.CultureInfo.InvariantCulture) == Convert.ToDecimal(b, System.Globalization.CultureInfo.InvariantCulture);
         return false;
     }
+
+    private static System.Text.Json.JsonElement AsJson(object value) =>
+        value as System.Text.Json.JsonElement? ?? System.Text.Json.JsonSerializer.SerializeToElement(value, value.GetType(), Persistence.PersistenceJson.Options);
 
     private static bool IsNumber(object o) => o is sbyte or byte or short or ushort or int or uint or long or ulong or float or double or decimal;
 }

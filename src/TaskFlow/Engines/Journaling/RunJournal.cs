@@ -329,6 +329,12 @@ internal sealed class RunJournal
 
     // ---------------- saving ----------------
 
+    /// <summary>Whether notifications are waiting for a save (someone listens, so the save should not wait).</summary>
+    public bool HasPendingEvents
+    {
+        get { lock (_gate) return _pending.Count > 0; }
+    }
+
     /// <summary>Whether anything is waiting to be saved or published.</summary>
     public bool HasWork
     {

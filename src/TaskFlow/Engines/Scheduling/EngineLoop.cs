@@ -119,6 +119,9 @@ internal sealed class EngineLoop
                 break;
             case EngineState.Analyzing:
                 _next = Analyze();
+                // Listeners hear of completions before anything else is scheduled, as without persistence (a suspend
+                // from a handler stops the next batch); with nobody listening the next save point writes them.
+                if (_journal is { HasPendingEvents: true }) await _journal.FlushAsync().ConfigureAwait(false);
                 break;
             case EngineState.GameOver:
                 _next = EngineState.Undefined;
