@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Data;
+using System.Diagnostics;
 using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
@@ -152,6 +153,7 @@ public sealed class PostgreSqlJobBoard : IJobBoard
     {
         ArgumentNullException.ThrowIfNull(job);
         JobBoardArguments.ValidateOwner(owner);
+        var sentAt = Stopwatch.GetTimestamp();
         var claimed = await RunAsync("claim a job", async connection =>
         {
             await using var cmd = Command(connection,
@@ -166,7 +168,7 @@ public sealed class PostgreSqlJobBoard : IJobBoard
             var rows = await ReadJobsAsync(cmd, cancellationToken).ConfigureAwait(false);
             return rows.Count == 1 ? rows[0] : null;
         }, cancellationToken).ConfigureAwait(false);
-        if (claimed is not null) return Hold(claimed);
+        if (claimed is not null) return Hold(claimed, sentAt);
 
         var current = await GetJobAsync(job.Id, cancellationToken).ConfigureAwait(false);
         throw current?.State switch
@@ -182,6 +184,7 @@ public sealed class PostgreSqlJobBoard : IJobBoard
     public async Task<Job?> ClaimNextAsync(string owner, CancellationToken cancellationToken = default)
     {
         JobBoardArguments.ValidateOwner(owner);
+        var sentAt = Stopwatch.GetTimestamp();
         var claimed = await RunAsync("claim the next job", async connection =>
         {
             // SKIP LOCKED: a row another claimer is taking right now is passed over, not waited for.
@@ -198,7 +201,7 @@ public sealed class PostgreSqlJobBoard : IJobBoard
             var rows = await ReadJobsAsync(cmd, cancellationToken).ConfigureAwait(false);
             return rows.Count == 1 ? rows[0] : null;
         }, cancellationToken).ConfigureAwait(false);
-        return claimed is null ? null : Hold(claimed);
+        return claimed is null ? null : Hold(claimed, sentAt);
     }
 
     /// <inheritdoc />
@@ -283,9 +286,11 @@ public sealed class PostgreSqlJobBoard : IJobBoard
 
     // ------------------------------------------------------------------ claims held by this instance
 
-    private Job Hold(Job claimed)
+    private Job Hold(Job claimed, long sentAt)
     {
-        _heldClaims[claimed.Id] = new HeldClaim(claimed.Owner!, new CancellationTokenSource());
+        var claim = new HeldClaim(claimed.Owner!, new CancellationTokenSource());
+        ExtendLocalLease(claim, sentAt);
+        _heldClaims[claimed.Id] = claim;
         lock (_gate)
         {
             if (_heartbeatLoop is null && Volatile.Read(ref _disposed) == 0)
@@ -303,9 +308,29 @@ public sealed class PostgreSqlJobBoard : IJobBoard
 
     private void Release(Guid jobId, string owner, bool lost)
     {
-        if (_heldClaims.TryGetValue(jobId, out var claim) && claim.Owner == owner &&
-            _heldClaims.TryRemove(new KeyValuePair<Guid, HeldClaim>(jobId, claim)) && lost)
-            claim.Lost.Cancel();
+        if (!_heldClaims.TryGetValue(jobId, out var claim) || claim.Owner != owner ||
+            !_heldClaims.TryRemove(new KeyValuePair<Guid, HeldClaim>(jobId, claim))) return;
+        if (lost) claim.Lost.Cancel();
+        else claim.Lost.CancelAfter(Timeout.InfiniteTimeSpan); // finished in time: the local lease timer has nothing left to say
+
+    }
+
+    /// <summary>
+    /// Arms the claim's lost token to fire when the lease may have run out as far as this process can tell: the lease
+    /// counted from before the claim or renewal was sent (the server's count starts later), less a tenth for clocks
+    /// that tick at slightly different rates. So the holder gives up before anyone else can claim the job.
+    /// </summary>
+    private void ExtendLocalLease(HeldClaim claim, long sentAt)
+    {
+        var left = _options.LeaseDuration - _options.LeaseDuration / 10 - Stopwatch.GetElapsedTime(sentAt);
+        try
+        {
+            if (left > TimeSpan.Zero) claim.Lost.CancelAfter(left);
+            else claim.Lost.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
     }
 
     private sealed record HeldClaim(string Owner, CancellationTokenSource Lost);
@@ -318,8 +343,11 @@ public sealed class PostgreSqlJobBoard : IJobBoard
         {
             while (await timer.WaitForNextTickAsync(token).ConfigureAwait(false))
             {
-                var held = _heldClaims.ToArray();
+                // A claim whose local lease ran out is given up, not renewed: its holder has stopped (or is stopping)
+                // work on it, and someone else may take it once the server's lease runs out too.
+                var held = _heldClaims.Where(h => !h.Value.Lost.IsCancellationRequested).ToArray();
                 if (held.Length == 0) continue;
+                var sentAt = Stopwatch.GetTimestamp();
                 try
                 {
                     var renewed = await RunAsync("renew claim leases", async connection =>
@@ -341,8 +369,10 @@ public sealed class PostgreSqlJobBoard : IJobBoard
                     }, token).ConfigureAwait(false);
                     // Claims not renewed are gone (finished meanwhile, or lost to an expired lease): stop renewing them.
                     foreach (var (id, claim) in held)
-                        if (!renewed.Contains(id) && _heldClaims.TryRemove(new KeyValuePair<Guid, HeldClaim>(id, claim)))
-                            await claim.Lost.CancelAsync().ConfigureAwait(false);
+                    {
+                        if (renewed.Contains(id)) ExtendLocalLease(claim, sentAt);
+                        else if (_heldClaims.TryRemove(new KeyValuePair<Guid, HeldClaim>(id, claim))) await claim.Lost.CancelAsync().ConfigureAwait(false);
+                    }
                 }
                 catch (JobFailureException)
                 {

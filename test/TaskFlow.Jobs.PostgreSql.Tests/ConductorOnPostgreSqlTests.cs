@@ -91,7 +91,11 @@ public sealed class ConductorOnPostgreSqlTests : IAsyncLifetime
         Assert.Equal("abandon", refusal.Operation);
         Assert.IsType<JobFailureException>(refusal.Failure);
         Assert.Equal(JobState.Unclaimed, (await boardA.GetJobAsync(job.Id))!.State);
-        Assert.Equal(FlowState.Suspended, (await _persistence.GetFlowDetailAsync(job.FlowDetailId))!.State);
+        // Once the claim is lost, A no longer writes to the flow detail: it stays as A last saved it, mid-run.
+        var left = await _persistence.GetFlowDetailAsync(job.FlowDetailId);
+        Assert.Equal(FlowState.Running, left!.State);
+        Assert.Equal(AtomState.Success, left.FindAtom("first")!.State);
+        Assert.Equal(AtomState.Running, left.FindAtom("slow")!.State);
 
         var boardB = OpenBoard();
         var conductorB = Start("host-b", boardB, Flows(stalls: false, new TaskCompletionSource()), out var runningB);

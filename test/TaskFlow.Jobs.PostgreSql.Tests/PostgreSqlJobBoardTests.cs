@@ -125,6 +125,24 @@ public sealed class PostgreSqlJobBoardTests : JobBoardContract
         await Assert.ThrowsAsync<JobFailureException>(() => holder.ConsumeAsync(job, "host-a"));
     });
 
+    [Fact]
+    public Task GetClaimLostToken_NoRenewal_FiresBeforeTheServerCouldHandTheJobToAnyoneElse() => RunAsync(async _ =>
+    {
+        var lease = TimeSpan.FromSeconds(2);
+        var holder = Open(lease, TimeSpan.FromMilliseconds(500));
+        var job = await holder.PostAsync(Posting());
+        var clock = Stopwatch.StartNew();
+        var claimed = await holder.ClaimAsync(job, "host-a");
+        var lost = holder.GetClaimLostToken(claimed, "host-a");
+        await holder.DisposeAsync(); // no heartbeat will renew it
+
+        await Task.Delay(TimeSpan.FromSeconds(10), lost).ContinueWith(_ => { });
+
+        Assert.True(lost.IsCancellationRequested);
+        // Armed for nine tenths of the lease, counted from before the claim was sent: never later than the server.
+        Assert.InRange(clock.Elapsed, lease * 0.9 - TimeSpan.FromMilliseconds(50), lease * 3);
+    });
+
     // ------------------------------------------------------------------ boards, schema
 
     [Fact]

@@ -154,6 +154,10 @@ public sealed class Conductor : IAsyncDisposable
 
     private async Task DispatchAsync(Job job, CancellationToken token)
     {
+        // Losing the claim (a lease that ran out) suspends the run like a stop does, and stops its writes to the flow
+        // detail: someone else may own the job now.
+        var claimLost = _board.GetClaimLostToken(job, Name);
+        var persistence = new ClaimFencedPersistence(_persistence, job, claimLost);
         FlowEngine engine;
         try
         {
@@ -161,7 +165,7 @@ public sealed class Conductor : IAsyncDisposable
             var flow = _flows.CreateFlow(job);
             var engineOptions = new EngineOptions
             {
-                Persistence = _persistence,
+                Persistence = persistence,
                 FlowDetailId = job.FlowDetailId,
                 LogBookId = job.LogBookId,
                 Store = job.Store.ToDictionary(p => p.Key, p => (object?)p.Value, StringComparer.Ordinal),
@@ -198,7 +202,7 @@ public sealed class Conductor : IAsyncDisposable
         }
         catch (PersistenceException ex)
         {
-            await FinishAsync(job, JobState.Unclaimed, "its flow detail could not be read", ex).ConfigureAwait(false);
+            await FinishAsync(job, JobState.Unclaimed, "its saved run could not be read or created", ex).ConfigureAwait(false);
             return;
         }
         catch (Exception ex)
@@ -209,8 +213,6 @@ public sealed class Conductor : IAsyncDisposable
             return;
         }
 
-        // Losing the claim (a lease that ran out) suspends the run like a stop does: someone else may own the job now.
-        var claimLost = _board.GetClaimLostToken(job, Name);
         using var runToken = CancellationTokenSource.CreateLinkedTokenSource(token, claimLost);
         try
         {
@@ -229,8 +231,9 @@ public sealed class Conductor : IAsyncDisposable
         }
         catch (Exception ex) when (ex is PersistenceException or JobFailureException)
         {
-            // Not the flow's outcome but the infrastructure's: the run is not over, so let someone run it again.
-            await FinishAsync(job, JobState.Unclaimed, "the run could not be saved", ex).ConfigureAwait(false);
+            // Not the flow's outcome but the infrastructure's (or a lost claim): the run is not over, let someone run it again.
+            var reason = claimLost.IsCancellationRequested ? "the claim was lost; the flow was suspended" : "the run could not be saved";
+            await FinishAsync(job, JobState.Unclaimed, reason, ex).ConfigureAwait(false);
             return;
         }
         catch (Exception ex)

@@ -33,7 +33,7 @@ public static class JobboardChaos
     {
         var o = JobboardArgs.Parse(args);
         int conductors = o.Int("conductors", 4), jobs = o.Int("jobs", 400), killEvery = o.Int("kill-every", 25);
-        int seed = o.Int("seed", Environment.TickCount), leaseMs = o.Int("lease-ms", 3000), maxJobs = o.Int("max-jobs", 2);
+        int seed = o.Int("seed", Environment.TickCount), leaseMs = o.Int("lease-ms", 5000), maxJobs = o.Int("max-jobs", 2);
         if (conductors < 1 || jobs < 1 || killEvery < 1) throw new ArgumentException("--conductors, --jobs and --kill-every must be at least 1.");
         var connection = PostgresConnection();
         if (connection is null) return 2;
@@ -142,19 +142,31 @@ public static class JobboardChaos
         // ---------------------------------------------------------------- checks
         var executions = new Dictionary<(long Job, string Task), int>();
         var consumed = new Dictionary<long, int>();
+        int claimsLost = 0, zombieExecutions = 0;
         foreach (var file in Directory.EnumerateFiles(work, "*.log"))
-            foreach (var line in await File.ReadAllLinesAsync(file))
+        {
+            var lines = (await File.ReadAllLinesAsync(file)).Select(l => l.Split(' ')).Where(p => p.Length >= 3).ToList();
+            var lost = lines.Where(p => p[0] == "lost").Select(p => long.Parse(p[1], CultureInfo.InvariantCulture)).ToHashSet();
+            claimsLost += lost.Count;
+            foreach (var parts in lines)
             {
-                var parts = line.Split(' ');
-                if (parts.Length < 3) continue;
                 var jobIndex = long.Parse(parts[1], CultureInfo.InvariantCulture);
                 switch (parts[0])
                 {
-                    case "exec": executions[(jobIndex, parts[2])] = executions.GetValueOrDefault((jobIndex, parts[2])) + 1; break;
+                    case "exec":
+                        executions[(jobIndex, parts[2])] = executions.GetValueOrDefault((jobIndex, parts[2])) + 1;
+                        // A conductor that lost its claim on this job ran these tasks while another may resume them.
+                        if (lost.Contains(jobIndex))
+                        {
+                            allowedReruns[(jobIndex, parts[2])] = allowedReruns.GetValueOrDefault((jobIndex, parts[2])) + 1;
+                            zombieExecutions++;
+                        }
+                        break;
                     case "consumed": consumed[jobIndex] = consumed.GetValueOrDefault(jobIndex) + 1; break;
                     case "revert": problems.Add($"job {jobIndex}: task {parts[2]} was reverted"); break;
                 }
             }
+        }
 
         int passed = 0, failed = 0, reruns = 0;
         var final = (await board.GetJobsAsync()).ToDictionary(j => j.Store["job"].GetInt64());
@@ -176,6 +188,7 @@ public static class JobboardChaos
         }
 
         Console.WriteLine($"kills={kills} kills-holding-jobs={killsWithClaims} atoms-in-flight-at-kills={inFlightAtoms} tasks-re-executed={reruns} " +
+                          $"claims-lost-to-expired-leases={claimsLost} (their tasks executed: {zombieExecutions}) " +
                           $"elapsed={elapsed.TotalSeconds:F1}s throughput={jobs / elapsed.TotalSeconds:F1} jobs/s");
         Console.WriteLine($"{passed} passed, {failed} failed");
         if (failed == 0)
@@ -236,6 +249,9 @@ public static class JobboardChaos
             WaitTimeout = TimeSpan.FromSeconds(2),
         });
         conductor.Notifications.Subscribe<JobConsumed>(e => log.Record($"consumed {e.Job.Store["job"].GetInt64()} {name}"));
+        // A refused consume or abandon means this conductor lost its claim (its lease ran out under load) and another
+        // may resume the job: the checker allows this conductor's executions of that job's tasks to repeat.
+        conductor.Notifications.Subscribe<JobOperationFailed>(e => log.Record($"lost {e.Job.Store["job"].GetInt64()} {e.Operation}"));
         conductor.Notifications.Subscribe<JobTrashed>(e => Console.Error.WriteLine($"trashed {e.Job}: {e.Failure}"));
         conductor.Notifications.Subscribe<BoardUnavailable>(e => Console.Error.WriteLine($"board unavailable: {e.Failure.Message}"));
         var running = conductor.RunAsync();
