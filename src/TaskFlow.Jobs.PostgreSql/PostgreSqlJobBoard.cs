@@ -76,6 +76,12 @@ public sealed class PostgreSqlJobBoard : IJobBoard
     /// <summary>The options (their <see cref="PostgreSqlJobBoardOptions.ToString"/> hides the password).</summary>
     public PostgreSqlJobBoardOptions Options => _options;
 
+    /// <summary>
+    /// Raised (on the heartbeat's thread) when renewing the leases failed; the heartbeat tries again on its next tick.
+    /// For logging: the claims themselves are given up through <see cref="GetClaimLostToken"/> if renewals keep failing.
+    /// </summary>
+    public event Action<Exception>? HeartbeatFailed;
+
     /// <summary>How many claims this board instance is renewing right now.</summary>
     public int HeldClaimCount => _heldClaims.Count;
 
@@ -268,13 +274,15 @@ public sealed class PostgreSqlJobBoard : IJobBoard
         if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         await _disposing.CancelAsync().ConfigureAwait(false);
         Task[] loops;
-        lock (_gate) loops = new[] { _listenerLoop, _heartbeatLoop }.OfType<Task>().ToArray();
+        // The schema task too: a migration still running after disposal could recreate tables someone just dropped.
+        lock (_gate) loops = new[] { _listenerLoop, _heartbeatLoop, _schemaTask }.OfType<Task>().ToArray();
         try
         {
             await Task.WhenAll(loops).ConfigureAwait(false);
         }
-        catch (OperationCanceledException)
+        catch (Exception)
         {
+            // Cancelled by the disposal, or failed earlier and already reported to whoever waited for it.
         }
         _woken.TrySetResult();
         await _dataSource.DisposeAsync().ConfigureAwait(false);
@@ -374,10 +382,18 @@ public sealed class PostgreSqlJobBoard : IJobBoard
                         else if (_heldClaims.TryRemove(new KeyValuePair<Guid, HeldClaim>(id, claim))) await claim.Lost.CancelAsync().ConfigureAwait(false);
                     }
                 }
-                catch (JobFailureException)
+                catch (Exception ex) when (ex is not OperationCanceledException || !token.IsCancellationRequested)
                 {
-                    // The server is unreachable: try again on the next tick; if it stays away the leases run out,
-                    // which is the right outcome for a host that cannot reach the board.
+                    // Most often the server is unreachable: try again on the next tick; if it stays away the leases run
+                    // out (and the local lease fires first), the right outcome for a host that cannot reach the board.
+                    try
+                    {
+                        HeartbeatFailed?.Invoke(ex);
+                    }
+                    catch
+                    {
+                        // A failing observer must not stop the heartbeat.
+                    }
                 }
             }
         }
@@ -628,15 +644,16 @@ public sealed class PostgreSqlJobBoard : IJobBoard
 
     private async Task MigrateAsync()
     {
+        var token = _disposing.Token;
         try
         {
-            await using var connection = await _dataSource.OpenConnectionAsync().ConfigureAwait(false);
-            await using var tx = await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted).ConfigureAwait(false);
+            await using var connection = await _dataSource.OpenConnectionAsync(token).ConfigureAwait(false);
+            await using var tx = await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, token).ConfigureAwait(false);
             async Task ExecuteAsync(string sql, params (string Name, object Value)[] parameters)
             {
                 await using var cmd = new NpgsqlCommand(sql, connection, tx);
                 foreach (var (name, value) in parameters) cmd.Parameters.AddWithValue(name, value);
-                await cmd.ExecuteNonQueryAsync().ConfigureAwait(false);
+                await cmd.ExecuteNonQueryAsync(token).ConfigureAwait(false);
             }
             // Hosts starting together: one migrates, the others wait and then see the result.
             await ExecuteAsync("SELECT pg_advisory_xact_lock(hashtextextended(@key, 0))", ("key", "taskflow.jobs." + _options.Schema)).ConfigureAwait(false);
@@ -645,7 +662,7 @@ public sealed class PostgreSqlJobBoard : IJobBoard
                 $"CREATE TABLE IF NOT EXISTS {_q}.jobs_schema_version (id int NOT NULL PRIMARY KEY CHECK (id = 1), version int NOT NULL)").ConfigureAwait(false);
             int version;
             await using (var read = new NpgsqlCommand($"SELECT version FROM {_q}.jobs_schema_version WHERE id = 1", connection, tx))
-                version = await read.ExecuteScalarAsync().ConfigureAwait(false) is int v ? v : 0;
+                version = await read.ExecuteScalarAsync(token).ConfigureAwait(false) is int v ? v : 0;
             if (version > SchemaVersion)
                 throw new JobFailureException(
                     $"{_display}: the tables have schema version {version}, but this version of TaskFlow.Jobs.PostgreSql supports versions up to {SchemaVersion}. " +
@@ -656,9 +673,9 @@ public sealed class PostgreSqlJobBoard : IJobBoard
                 await ExecuteAsync(
                     $"INSERT INTO {_q}.jobs_schema_version (id, version) VALUES (1, @v) ON CONFLICT (id) DO UPDATE SET version = excluded.version",
                     ("v", SchemaVersion)).ConfigureAwait(false);
-            await tx.CommitAsync().ConfigureAwait(false);
+            await tx.CommitAsync(token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException && !token.IsCancellationRequested)
         {
             throw new JobFailureException($"{_display}: could not create or upgrade the job board tables: {ex.Message}", ex);
         }

@@ -28,7 +28,10 @@ public static class JobboardChaos
 
     private const string ConnectionVariable = "TASKFLOW_CHAOS_CONNECTION";
 
-    /// <summary><c>jobboard --conductors C --jobs J --kill-every K [--seed S] [--lease-ms L] [--max-jobs M]</c> (args without the command name).</summary>
+    /// <summary>
+    /// <c>jobboard --conductors C --jobs J --kill-every K [--seed S] [--lease-ms L] [--max-jobs M] [--keep true]</c>
+    /// (args without the command name). The schema and logs are dropped after a clean run unless <c>--keep true</c>.
+    /// </summary>
     public static async Task<int> RunAsync(string[] args)
     {
         var o = JobboardArgs.Parse(args);
@@ -142,7 +145,7 @@ public static class JobboardChaos
         // ---------------------------------------------------------------- checks
         var executions = new Dictionary<(long Job, string Task), int>();
         var consumed = new Dictionary<long, int>();
-        int claimsLost = 0, zombieExecutions = 0;
+        int claimsLost = 0, zombieExecutions = 0, stalls = 0, longestStall = 0;
         foreach (var file in Directory.EnumerateFiles(work, "*.log"))
         {
             var lines = (await File.ReadAllLinesAsync(file)).Select(l => l.Split(' ')).Where(p => p.Length >= 3).ToList();
@@ -163,6 +166,7 @@ public static class JobboardChaos
                         }
                         break;
                     case "consumed": consumed[jobIndex] = consumed.GetValueOrDefault(jobIndex) + 1; break;
+                    case "stall": stalls++; longestStall = Math.Max(longestStall, int.Parse(parts[2].TrimEnd('m', 's'), CultureInfo.InvariantCulture)); break;
                     case "revert": problems.Add($"job {jobIndex}: task {parts[2]} was reverted"); break;
                 }
             }
@@ -189,14 +193,15 @@ public static class JobboardChaos
 
         Console.WriteLine($"kills={kills} kills-holding-jobs={killsWithClaims} atoms-in-flight-at-kills={inFlightAtoms} tasks-re-executed={reruns} " +
                           $"claims-lost-to-expired-leases={claimsLost} (their tasks executed: {zombieExecutions}) " +
+                          $"conductor-stalls-over-1s={stalls} (longest {longestStall} ms) " +
                           $"elapsed={elapsed.TotalSeconds:F1}s throughput={jobs / elapsed.TotalSeconds:F1} jobs/s");
         Console.WriteLine($"{passed} passed, {failed} failed");
-        if (failed == 0)
+        if (failed == 0 && o.Get("keep") != "true")
         {
             await DropSchemaAsync(connection, schema);
             Directory.Delete(work, recursive: true);
         }
-        else Console.WriteLine($"kept schema {schema} and logs in {work}");
+        else Console.WriteLine($"kept schema {schema} and logs in {work} (drop the schema when done)");
         return failed == 0 ? 0 : 1;
     }
 
@@ -251,7 +256,22 @@ public static class JobboardChaos
         conductor.Notifications.Subscribe<JobConsumed>(e => log.Record($"consumed {e.Job.Store["job"].GetInt64()} {name}"));
         // A refused consume or abandon means this conductor lost its claim (its lease ran out under load) and another
         // may resume the job: the checker allows this conductor's executions of that job's tasks to repeat.
-        conductor.Notifications.Subscribe<JobOperationFailed>(e => log.Record($"lost {e.Job.Store["job"].GetInt64()} {e.Operation}"));
+        board.HeartbeatFailed += ex => log.Record($"heartbeat-failed 0 {ex.GetType().Name}: {ex.Message.ReplaceLineEndings(" ")}");
+        var claimedAt = new System.Collections.Concurrent.ConcurrentDictionary<Guid, long>();
+        conductor.Notifications.Subscribe<JobClaimed>(e => claimedAt[e.Job.Id] = Stopwatch.GetTimestamp());
+        conductor.Notifications.Subscribe<JobOperationFailed>(e => log.Record(
+            $"lost {e.Job.Store["job"].GetInt64()} {e.Operation} {Stopwatch.GetElapsedTime(claimedAt.GetValueOrDefault(e.Job.Id)).TotalMilliseconds:F0}ms-after-claim"));
+        // Evidence for lost claims: how late this process wakes from a 100 ms sleep (thread starvation, machine load).
+        _ = Task.Run(async () =>
+        {
+            while (true)
+            {
+                var start = Stopwatch.GetTimestamp();
+                await Task.Delay(100);
+                var late = Stopwatch.GetElapsedTime(start) - TimeSpan.FromMilliseconds(100);
+                if (late > TimeSpan.FromSeconds(1)) log.Record($"stall 0 {late.TotalMilliseconds:F0}ms");
+            }
+        });
         conductor.Notifications.Subscribe<JobTrashed>(e => Console.Error.WriteLine($"trashed {e.Job}: {e.Failure}"));
         conductor.Notifications.Subscribe<BoardUnavailable>(e => Console.Error.WriteLine($"board unavailable: {e.Failure.Message}"));
         var running = conductor.RunAsync();
