@@ -1,5 +1,7 @@
+using TaskFlow.Chaos.BadInput;
 using TaskFlow.Chaos.CrashResume;
 using TaskFlow.Chaos.Jobboard;
+using TaskFlow.Chaos.Load;
 
 // dotnet run -c Release --project test/TaskFlow.Chaos -- <command> [options]
 // Each command prints one line per case and ends with "N passed, N failed"; the exit code is non-zero on any failure.
@@ -10,6 +12,8 @@ return args.Length == 0 ? Usage() : args[0] switch
     "jobboard" => await JobboardChaos.RunAsync(args[1..]),
     JobboardChaos.ConductorCommand => await JobboardChaos.RunConductorAsync(args[1..]),
     "jobboard-bench" => await JobboardChaos.RunBenchAsync(args[1..]),
+    "load" => await LoadChaos.RunAsync(args[1..]),
+    "bad-input" => await BadInputChaos.RunAsync(args[1..]),
     "-h" or "--help" or "help" => Usage(0),
     _ => Usage(),
 };
@@ -28,6 +32,13 @@ static int Usage(int code = 2)
               (again only if a kill caught it RUNNING).
           jobboard-bench [--conductors 1,2,4] [--jobs N] [--steps S] [--max-jobs M]
               Jobs per second for each number of conductors on one PostgreSQL.
+          load --backend memory|sqlite|postgres [--flows N] [--parallel P] [--durability fsync|wal] [--soak-seconds S]
+              Runs N persisted flows, P at a time, on the parallel engine in this process; checks every outcome and
+              what was saved; reports throughput and peak memory. With --soak-seconds, repeats for S seconds and
+              fails if the heap grows after warm-up.
+          bad-input [--cases N] [--seed S]
+              Invalid flows, unsaveable values, damaged SQLite files and rows, newer schemas, mutated saved documents:
+              each must end in a documented exception naming what is at fault, and untouched data must still load.
         """);
     return code;
 }

@@ -114,4 +114,36 @@ public sealed class PostgreSqlPersistenceOptionsTests
             Assert.DoesNotContain("s3cr3t-pw", e.ToString());
         Assert.IsType<PersistenceException>(ex);
     }
+
+    [Fact]
+    public async Task WrongPassword_OnTheRealServer_FailsWithAMessageWithoutThePassword()
+    {
+        var real = PostgresTestServer.ConnectionString;
+        if (real is null) return; // no server: the contract tests above report it (and fail under CI=true)
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(real) { Password = "wr0ng-s3cr3t" };
+        await using var backend = new PostgreSqlPersistenceBackend(new PostgreSqlPersistenceOptions { ConnectionString = builder.ConnectionString, Schema = PostgresTestServer.NewSchemaName() });
+
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => backend.ListLogBooksAsync());
+
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+            Assert.DoesNotContain("wr0ng-s3cr3t", e.ToString());
+    }
+
+    [Fact]
+    public async Task PersistedRun_WhenTheServerRefusesTheLogin_FailsBeforeRunningAnyTaskWithoutThePassword()
+    {
+        var real = PostgresTestServer.ConnectionString;
+        if (real is null) return;
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(real) { Password = "wr0ng-s3cr3t" };
+        await using var backend = new PostgreSqlPersistenceBackend(new PostgreSqlPersistenceOptions { ConnectionString = builder.ConnectionString, Schema = PostgresTestServer.NewSchemaName() });
+        int runs = 0;
+        var flow = new TaskFlow.Flows.LinearFlow("f") { TaskFlow.Atoms.FlowTask.Create("a", () => ++runs) };
+        var engine = TaskFlow.Engines.FlowEngine.CreateSerial(flow, new TaskFlow.Engines.EngineOptions { Persistence = backend });
+
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => engine.RunAsync());
+
+        Assert.Equal(0, runs);
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+            Assert.DoesNotContain("wr0ng-s3cr3t", e.ToString());
+    }
 }

@@ -97,10 +97,18 @@ public abstract class FlowTask : Atom
     {
         if (_bound) return;
         var type = GetType();
-        var exec = MethodBinder.FindMethod(type, typeof(FlowTask), "Execute", "ExecuteAsync", IsLowLevelExecute);
-        var revert = MethodBinder.FindMethod(type, typeof(FlowTask), "Revert", "RevertAsync", IsLowLevelRevert);
-        _execute = exec is null ? null : MethodBinder.For(exec, isRevert: false);
-        _revert = revert is null ? null : MethodBinder.For(revert, isRevert: true);
+        try
+        {
+            var exec = MethodBinder.FindMethod(type, typeof(FlowTask), "Execute", "ExecuteAsync", IsLowLevelExecute);
+            var revert = MethodBinder.FindMethod(type, typeof(FlowTask), "Revert", "RevertAsync", IsLowLevelRevert);
+            _execute = exec is null ? null : MethodBinder.For(exec, isRevert: false);
+            _revert = revert is null ? null : MethodBinder.For(revert, isRevert: true);
+        }
+        catch (FlowDefinitionException e) when (!e.Message.Contains($"'{Name}'", StringComparison.Ordinal))
+        {
+            // Binding is per type; say which task of the flow has it.
+            throw new FlowDefinitionException($"Task '{Name}': {e.Message}", e);
+        }
         _bound = true;
     }
 

@@ -140,4 +140,7 @@ public sealed class FlowDefinitionException : TaskFlowException
 {
     /// <summary>Creates the exception.</summary>
     public FlowDefinitionException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with the error that caused it.</summary>
+    public FlowDefinitionException(string message, Exception? innerException) : base(message, innerException) { }
 }

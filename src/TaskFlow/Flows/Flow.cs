@@ -62,9 +62,30 @@ public abstract class Flow : FlowNode, IEnumerable<FlowNode>
         for (int i = 0; i < nodes.Length; i++)
             if (nodes[i] is null) throw new ArgumentNullException(nameof(nodes), $"Child {i} added to flow '{Name}' is null.");
         foreach (var n in nodes)
+            if (n is Flow child && child.Contains(this))
+                throw new FlowDefinitionException(ReferenceEquals(child, this)
+                    ? $"Flow '{Name}' cannot be added to itself."
+                    : $"Flow '{child.Name}' cannot be added to flow '{Name}': it already contains '{Name}', so the nesting would be a loop. The flow is unchanged.");
+        foreach (var n in nodes)
             if (n is Atom a) a.Freeze(); // surface bad rebind/provides at build time, as TaskFlow does
         AddCore(nodes);
         return this;
+    }
+
+    /// <summary>Whether <paramref name="flow"/> is this flow or nested anywhere inside it.</summary>
+    private bool Contains(Flow flow)
+    {
+        var pending = new Stack<Flow>();
+        var seen = new HashSet<Flow>(ReferenceEqualityComparer.Instance);
+        pending.Push(this);
+        while (pending.Count > 0)
+        {
+            var f = pending.Pop();
+            if (ReferenceEquals(f, flow)) return true;
+            if (!seen.Add(f)) continue;
+            foreach (var c in f.Children) if (c is Flow nested) pending.Push(nested);
+        }
+        return false;
     }
 
     /// <summary>Adds one child (collection-initializer support).</summary>

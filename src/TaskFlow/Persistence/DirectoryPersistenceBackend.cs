@@ -99,7 +99,7 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
             using var document = JsonDocument.Parse(bytes);
             if (document.RootElement.ValueKind == JsonValueKind.Object
                 && document.RootElement.TryGetProperty("version", out var v)
-                && v.TryGetInt32(out var version) && version >= 1)
+                && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var version) && version >= 1)
                 return version;
         }
         catch (JsonException ex)

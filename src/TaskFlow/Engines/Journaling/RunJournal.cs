@@ -82,8 +82,8 @@ internal sealed class RunJournal
     /// </summary>
     public static async Task<(RunJournal Journal, FlowState SavedState)> OpenAsync(FlowEngine engine, FlowStorage storage, EngineOptions options, CancellationToken cancellationToken)
     {
+        // Backends create or check their schema on first use: no EnsureSchemaAsync round trip per run.
         var backend = options.Persistence!;
-        await backend.EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
         var compiled = storage.Compiled;
         var flowName = compiled.Root.Name;
         FlowDetail? saved = options.FlowDetailId is { } wanted
@@ -105,7 +105,7 @@ internal sealed class RunJournal
         if (options.Store.Count > 0) metadata[StoreMetadataKey] = StoreToJson(options.Store);
         var time = options.TimeProvider;
         var logBookId = options.LogBookId ?? Guid.CreateVersion7(time.GetUtcNow());
-        if (await backend.GetLogBookAsync(logBookId, cancellationToken).ConfigureAwait(false) is null)
+        if (options.LogBookId is null || await backend.GetLogBookAsync(logBookId, cancellationToken).ConfigureAwait(false) is null)
             await backend.SaveLogBookAsync(LogBook.Create(flowName, time) with { Id = logBookId }, cancellationToken).ConfigureAwait(false);
         var detail = FlowDetail.Create(logBookId, flowName, time);
         if (options.FlowDetailId is { } id) detail = detail with { Id = id };
