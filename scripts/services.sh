@@ -13,6 +13,7 @@
 #
 # Ports (loopback only), each overridable:
 #   TASKFLOW_PG_PORT=5440  TASKFLOW_AMQP_PORT=5680  TASKFLOW_EPMD_PORT=4380  TASKFLOW_DIST_PORT=25680
+#   TASKFLOW_SERVICES_PASSWORD=taskflow (the password of the taskflow role/user)
 #
 # Servers are stopped only by the PIDs recorded here, never by process name: other checkouts or
 # sessions on the same machine may run their own servers.
@@ -24,7 +25,7 @@ AMQP_PORT=${TASKFLOW_AMQP_PORT:-5680}
 EPMD_PORT=${TASKFLOW_EPMD_PORT:-4380}
 DIST_PORT=${TASKFLOW_DIST_PORT:-25680}
 DB_USER=taskflow
-DB_PASS=taskflow
+DB_PASS=${TASKFLOW_SERVICES_PASSWORD:-taskflow}   # a private instance (chaos faults) sets its own
 ALL_SERVICES=(postgres rabbitmq)
 MARKER=.taskflow-services   # marks a directory this script created, so --clean never deletes anything else
 

@@ -1,6 +1,7 @@
 using TaskFlow.Chaos.BadInput;
 using TaskFlow.Chaos.CrashResume;
 using TaskFlow.Chaos.Jobboard;
+using TaskFlow.Chaos.Faults;
 using TaskFlow.Chaos.Load;
 
 // dotnet run -c Release --project test/TaskFlow.Chaos -- <command> [options]
@@ -14,6 +15,8 @@ return args.Length == 0 ? Usage() : args[0] switch
     "jobboard-bench" => await JobboardChaos.RunBenchAsync(args[1..]),
     "load" => await LoadChaos.RunAsync(args[1..]),
     "bad-input" => await BadInputChaos.RunAsync(args[1..]),
+    "faults" => await FaultsChaos.RunAsync(args[1..]),
+    FaultsChaos.LockHolderCommand => await FaultsChaos.HoldLockAsync(args[1..]),
     "-h" or "--help" or "help" => Usage(0),
     _ => Usage(),
 };
@@ -39,6 +42,9 @@ static int Usage(int code = 2)
           bad-input [--cases N] [--seed S]
               Invalid flows, unsaveable values, damaged SQLite files and rows, newer schemas, mutated saved documents:
               each must end in a documented exception naming what is at fault, and untouched data must still load.
+          faults [--backend sqlite|postgres|all] [--rounds N]
+              The store goes away mid-run (another process locks the SQLite file; a private PostgreSQL server is
+              stopped and started again): the run stops with a clear PersistenceException, then resumes to the end.
         """);
     return code;
 }

@@ -102,11 +102,13 @@ public sealed class GraphFlowTests
     }
 
     [Fact]
-    public void Compile_FlowContainingItself_ThrowsDuplicate()
+    public void Add_FlowToItself_IsRefusedAtOnce()
     {
+        // TaskFlow only notices at compile time (a duplicate name); refusing the Add names the problem where it is made.
         var flow = new LinearFlow("f");
-        flow.Add(flow);
-        Assert.Throws<DuplicateAtomNameException>(() => FlowEngine.CreateSerial(flow).Compile());
+        var ex = Assert.Throws<FlowDefinitionException>(() => flow.Add(flow));
+        Assert.Contains("'f'", ex.Message);
+        Assert.Empty(flow.Items);
     }
 
     [Fact]
