@@ -89,7 +89,9 @@ public sealed class Conductor : IAsyncDisposable
                 Job? job = null;
                 try
                 {
-                    job = await _board.ClaimNextAsync(Name, token).ConfigureAwait(false);
+                    // Not cancelled by a stop: a claim the server made must reach a dispatch, which then abandons it at
+                    // once, rather than be left to wait out its lease.
+                    job = await _board.ClaimNextAsync(Name, CancellationToken.None).ConfigureAwait(false);
                     if (job is null)
                         await _board.WaitForJobsAsync(_options.WaitTimeout, token).ConfigureAwait(false);
                 }
