@@ -296,7 +296,7 @@ public sealed class PostgreSqlJobBoard : IJobBoard
 
     private Job Hold(Job claimed, long sentAt)
     {
-        var claim = new HeldClaim(claimed.Owner!, new CancellationTokenSource());
+        var claim = HeldClaim.Create(claimed.Owner!);
         ExtendLocalLease(claim, sentAt);
         _heldClaims[claimed.Id] = claim;
         lock (_gate)
@@ -318,8 +318,8 @@ public sealed class PostgreSqlJobBoard : IJobBoard
     {
         if (!_heldClaims.TryGetValue(jobId, out var claim) || claim.Owner != owner ||
             !_heldClaims.TryRemove(new KeyValuePair<Guid, HeldClaim>(jobId, claim))) return;
+        claim.Deadline.Dispose(); // finished (or lost): the local lease timer has nothing left to say
         if (lost) claim.Lost.Cancel();
-        else claim.Lost.CancelAfter(Timeout.InfiniteTimeSpan); // finished in time: the local lease timer has nothing left to say
 
     }
 
@@ -331,17 +331,20 @@ public sealed class PostgreSqlJobBoard : IJobBoard
     private void ExtendLocalLease(HeldClaim claim, long sentAt)
     {
         var left = _options.LeaseDuration - _options.LeaseDuration / 10 - Stopwatch.GetElapsedTime(sentAt);
-        try
-        {
-            if (left > TimeSpan.Zero) claim.Lost.CancelAfter(left);
-            else claim.Lost.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-        }
+        if (left > TimeSpan.Zero) claim.Deadline.Change(left, Timeout.InfiniteTimeSpan);
+        else claim.Lost.Cancel();
     }
 
-    private sealed record HeldClaim(string Owner, CancellationTokenSource Lost);
+    private sealed record HeldClaim(string Owner, CancellationTokenSource Lost, Timer Deadline)
+    {
+        public static HeldClaim Create(string owner)
+        {
+            var lost = new CancellationTokenSource();
+            // A timer of its own, re-armed by every renewal: fires the lost token when the local lease runs out.
+            var deadline = new Timer(static state => ((CancellationTokenSource)state!).Cancel(), lost, Timeout.Infinite, Timeout.Infinite);
+            return new HeldClaim(owner, lost, deadline);
+        }
+    }
 
     private async Task HeartbeatLoopAsync()
     {
@@ -379,7 +382,11 @@ public sealed class PostgreSqlJobBoard : IJobBoard
                     foreach (var (id, claim) in held)
                     {
                         if (renewed.Contains(id)) ExtendLocalLease(claim, sentAt);
-                        else if (_heldClaims.TryRemove(new KeyValuePair<Guid, HeldClaim>(id, claim))) await claim.Lost.CancelAsync().ConfigureAwait(false);
+                        else if (_heldClaims.TryRemove(new KeyValuePair<Guid, HeldClaim>(id, claim)))
+                        {
+                            await claim.Deadline.DisposeAsync().ConfigureAwait(false);
+                            await claim.Lost.CancelAsync().ConfigureAwait(false);
+                        }
                     }
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException || !token.IsCancellationRequested)

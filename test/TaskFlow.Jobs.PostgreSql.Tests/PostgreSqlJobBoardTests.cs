@@ -81,9 +81,15 @@ public sealed class PostgreSqlJobBoardTests : JobBoardContract
         await using var holder = Open(lease, TimeSpan.FromMilliseconds(250));
         await using var other = Open(lease, TimeSpan.FromMilliseconds(250));
         var job = await holder.ClaimAsync(await holder.PostAsync(Posting()), "host-a");
+        var lost = holder.GetClaimLostToken(job, "host-a");
+        var failures = new List<Exception>();
+        holder.HeartbeatFailed += failures.Add;
 
         await Task.Delay(lease * 3);
 
+        Assert.Empty(failures);
+
+        Assert.False(lost.IsCancellationRequested, "the local lease ran out although the heartbeat renewed the claim");
         Assert.Equal(1, holder.HeldClaimCount);
         Assert.Null(await other.ClaimNextAsync("host-b"));
         Assert.Equal("host-a", await other.FindOwnerAsync(job));

@@ -146,11 +146,18 @@ public static class JobboardChaos
         var executions = new Dictionary<(long Job, string Task), int>();
         var consumed = new Dictionary<long, int>();
         int claimsLost = 0, zombieExecutions = 0, stalls = 0, longestStall = 0;
+        var abandons = new Dictionary<string, int>();
         foreach (var file in Directory.EnumerateFiles(work, "*.log"))
         {
             var lines = (await File.ReadAllLinesAsync(file)).Select(l => l.Split(' ')).Where(p => p.Length >= 3).ToList();
             var lost = lines.Where(p => p[0] == "lost").Select(p => long.Parse(p[1], CultureInfo.InvariantCulture)).ToHashSet();
             claimsLost += lost.Count;
+            foreach (var p in lines.Where(p => p[0] == "abandoned"))
+            {
+                lost.Add(long.Parse(p[1], CultureInfo.InvariantCulture));
+                var why = string.Join(' ', p.Skip(2));
+                abandons[why] = abandons.GetValueOrDefault(why) + 1;
+            }
             foreach (var parts in lines)
             {
                 var jobIndex = long.Parse(parts[1], CultureInfo.InvariantCulture);
@@ -192,9 +199,10 @@ public static class JobboardChaos
         }
 
         Console.WriteLine($"kills={kills} kills-holding-jobs={killsWithClaims} atoms-in-flight-at-kills={inFlightAtoms} tasks-re-executed={reruns} " +
-                          $"claims-lost-to-expired-leases={claimsLost} (their tasks executed: {zombieExecutions}) " +
+                          $"claims-lost-to-expired-leases={claimsLost} abandons={abandons.Values.Sum()} (tasks executed by those owners: {zombieExecutions}) " +
                           $"conductor-stalls-over-1s={stalls} (longest {longestStall} ms) " +
                           $"elapsed={elapsed.TotalSeconds:F1}s throughput={jobs / elapsed.TotalSeconds:F1} jobs/s");
+        foreach (var (why, count) in abandons) Console.WriteLine($"abandoned before the end ({count}x): {why}");
         Console.WriteLine($"{passed} passed, {failed} failed");
         if (failed == 0 && o.Get("keep") != "true")
         {
@@ -256,6 +264,10 @@ public static class JobboardChaos
         conductor.Notifications.Subscribe<JobConsumed>(e => log.Record($"consumed {e.Job.Store["job"].GetInt64()} {name}"));
         // A refused consume or abandon means this conductor lost its claim (its lease ran out under load) and another
         // may resume the job: the checker allows this conductor's executions of that job's tasks to repeat.
+        // A job given back before it finished (a failed save, a claim given up locally) is resumed by its next owner, which
+        // runs again what was RUNNING: the checker allows this conductor's executions of that job to repeat, and reports why.
+        conductor.Notifications.Subscribe<JobAbandoned>(e => log.Record(
+            $"abandoned {e.Job.Store["job"].GetInt64()} {e.Reason.Replace(' ', '_')} {e.Failure?.GetType().Name ?? "-"}: {e.Failure?.Message.ReplaceLineEndings(" ") ?? ""}"));
         board.HeartbeatFailed += ex => log.Record($"heartbeat-failed 0 {ex.GetType().Name}: {ex.Message.ReplaceLineEndings(" ")}");
         var claimedAt = new System.Collections.Concurrent.ConcurrentDictionary<Guid, long>();
         conductor.Notifications.Subscribe<JobClaimed>(e => claimedAt[e.Job.Id] = Stopwatch.GetTimestamp());
