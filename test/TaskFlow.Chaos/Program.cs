@@ -1,5 +1,6 @@
 using TaskFlow.Chaos.BadInput;
 using TaskFlow.Chaos.CrashResume;
+using TaskFlow.Chaos.Jobboard;
 using TaskFlow.Chaos.Faults;
 using TaskFlow.Chaos.Load;
 using TaskFlow.Chaos.Workers;
@@ -10,6 +11,9 @@ return args.Length == 0 ? Usage() : args[0] switch
 {
     "crash-resume" => await CrashResumeChaos.RunAsync(args[1..]),
     CrashResumeChaos.ChildCommand => await CrashResumeChaos.RunChildAsync(args[1..]),
+    "jobboard" => await JobboardChaos.RunAsync(args[1..]),
+    JobboardChaos.ConductorCommand => await JobboardChaos.RunConductorAsync(args[1..]),
+    "jobboard-bench" => await JobboardChaos.RunBenchAsync(args[1..]),
     "load" => await LoadChaos.RunAsync(args[1..]),
     "bad-input" => await BadInputChaos.RunAsync(args[1..]),
     "faults" => await FaultsChaos.RunAsync(args[1..]),
@@ -29,6 +33,12 @@ static int Usage(int code = 2)
               Runs persisted flows in child processes, SIGKILLs them at random points, resumes them in new
               children, and checks nothing finished was re-run and the end state equals an uninterrupted run.
               PostgreSQL is read from TASKFLOW_POSTGRES (scripts/services.sh start postgres).
+          jobboard --conductors C --jobs J --kill-every K [--seed S] [--lease-ms L] [--max-jobs M]
+              Posts J jobs on a PostgreSQL job board, runs C conductor processes, SIGKILLs a random one every K
+              completed jobs (starting a replacement), and checks every job completed once with each task run once
+              (again only if a kill caught it RUNNING).
+          jobboard-bench [--conductors 1,2,4] [--jobs N] [--steps S] [--max-jobs M]
+              Jobs per second for each number of conductors on one PostgreSQL.
           load --backend memory|sqlite|postgres [--flows N] [--parallel P] [--durability fsync|wal] [--soak-seconds S]
               Runs N persisted flows, P at a time, on the parallel engine in this process; checks every outcome and
               what was saved; reports throughput and peak memory. With --soak-seconds, repeats for S seconds and

@@ -1,0 +1,105 @@
+using System.Text.Json;
+using TaskFlow.Atoms;
+using TaskFlow.Conductors;
+using TaskFlow.Failures;
+using TaskFlow.Flows;
+
+namespace TaskFlow.Chaos.Jobboard;
+
+/// <summary>Appends one line per call to a file of this process's own (several processes never share one file).</summary>
+internal sealed class EffectLog(string path) : IDisposable
+{
+    private readonly FileStream _stream = new(path, FileMode.Append, FileAccess.Write, FileShare.Read);
+    private readonly Lock _gate = new();
+
+    public void Record(string line)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(line + "\n");
+        lock (_gate)
+        {
+            // Flushed to the kernel at once: a SIGKILL right after the call cannot lose the line.
+            _stream.Write(bytes);
+            _stream.Flush();
+        }
+    }
+
+    public void Dispose() => _stream.Dispose();
+}
+
+/// <summary>
+/// The flows the jobboard chaos posts: <c>step-1 … step-N</c> in a line, then <c>fan-a</c> and <c>fan-b</c> side by side,
+/// then <c>join</c>. Every task logs "exec &lt;job&gt; &lt;task&gt;" before doing anything, sleeps a little, and returns a value
+/// computed only from its inputs, so the checker can recompute the expected result of every job.
+/// </summary>
+internal static class JobboardFlows
+{
+    public const string FactoryName = "chaos-steps";
+
+    public static JobFlowFactoryRegistry Registry(EffectLog? log) =>
+        new JobFlowFactoryRegistry().Register(FactoryName, args => Build(Steps(args), DelayMs(args), log));
+
+    public static int Steps(JsonElement? args) => args?.GetProperty("steps").GetInt32() ?? throw new ArgumentException("chaos-steps needs arguments");
+
+    public static int DelayMs(JsonElement? args) => args?.GetProperty("delay_ms").GetInt32() ?? 0;
+
+    public static IEnumerable<string> TaskNames(int steps) =>
+        Enumerable.Range(1, steps).Select(i => $"step-{i}").Concat(["fan-a", "fan-b", "join"]);
+
+    public static Flow Build(int steps, int delayMs, EffectLog? log)
+    {
+        var line = new LinearFlow(FactoryName);
+        for (var i = 1; i <= steps; i++)
+        {
+            var step = i;
+            line.Add(new StepTask($"step-{i}", log, delayMs, ["job", $"v{i - 1}"], $"v{i}", a => unchecked(a[1] * 31 + step)));
+        }
+        var fan = new UnorderedFlow("fan")
+        {
+            new StepTask("fan-a", log, delayMs, ["job", $"v{steps}"], "fa", a => a[1] + 1),
+            new StepTask("fan-b", log, delayMs, ["job", $"v{steps}"], "fb", a => a[1] + 2),
+        };
+        line.Add(fan);
+        line.Add(new StepTask("join", log, delayMs, ["job", "fa", "fb"], "result", a => unchecked(a[1] * 7 + a[2])));
+        return line;
+    }
+
+    /// <summary>What <c>join</c> must have returned for a job whose store held <c>v0</c>.</summary>
+    public static long ExpectedResult(int steps, long v0)
+    {
+        var v = v0;
+        for (var i = 1; i <= steps; i++) v = unchecked(v * 31 + i);
+        return unchecked((v + 1) * 7 + (v + 2));
+    }
+
+    private sealed class StepTask : FlowTask
+    {
+        private readonly EffectLog? _log;
+        private readonly int _delayMs;
+        private readonly Func<long[], long> _compute;
+        private readonly string[] _inputs;
+
+        public StepTask(string name, EffectLog? log, int delayMs, string[] requires, string provides, Func<long[], long> compute) : base(name)
+        {
+            _log = log;
+            _delayMs = delayMs;
+            _compute = compute;
+            _inputs = requires;
+            Requires = requires;
+            Provides = ProvidesSpec.Whole(provides);
+        }
+
+        public override async ValueTask<object?> ExecuteAsync(TaskArguments arguments, TaskContext context)
+        {
+            var inputs = Array.ConvertAll(_inputs, arguments.Get<long>);
+            _log?.Record($"exec {inputs[0]} {Name}");
+            if (_delayMs > 0) await Task.Delay(_delayMs, context.CancellationToken).ConfigureAwait(false);
+            return _compute(inputs);
+        }
+
+        public override ValueTask<object?> RevertAsync(TaskArguments arguments, TaskOutcome result, IReadOnlyDictionary<string, Failure> flowFailures, TaskContext context)
+        {
+            _log?.Record($"revert {arguments.Get<long>("job")} {Name}");
+            return ValueTask.FromResult<object?>(null);
+        }
+    }
+}
