@@ -3,6 +3,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TaskFlow.Conductors;
+using TaskFlow.Flows;
 using TaskFlow.Jobs;
 using TaskFlow.Persistence;
 
@@ -13,8 +14,8 @@ public static class ConductorTaskFlowBuilderExtensions
 {
     /// <summary>
     /// Runs a <see cref="Conductor"/> as a hosted service for the life of the host. It takes the
-    /// <see cref="IJobBoard"/>, <see cref="IJobFlowFactory"/> and <see cref="IPersistenceBackend"/> registered in the
-    /// container; register those too. Call again to host several conductors (give each its own name). On host shutdown
+    /// <see cref="IJobBoard"/> and <see cref="IPersistenceBackend"/> registered in the container (register those too) and
+    /// the flow factories added with <c>AddFlowFactory</c>. Call again to host several conductors (give each its own name). On host shutdown
     /// the conductor suspends its running flows and abandons their jobs, within the host's shutdown timeout.
     /// </summary>
     public static TaskFlowBuilder AddConductor(this TaskFlowBuilder builder, ConductorOptions options)
@@ -31,7 +32,7 @@ public static class ConductorTaskFlowBuilderExtensions
         builder.Services.AddSingleton<IHostedService>(services => new ConductorService(
             new Conductor(
                 services.GetRequiredService<IJobBoard>(),
-                services.GetRequiredService<IJobFlowFactory>(),
+                services.GetRequiredService<IFlowFactoryRegistry>(),
                 services.GetRequiredService<IPersistenceBackend>(),
                 options(services)),
             services.GetService<ILoggerFactory>()?.CreateLogger<Conductor>() ?? NullLogger<Conductor>.Instance));

@@ -45,8 +45,8 @@ public sealed class ConductorOnPostgreSqlTests : IAsyncLifetime
     }
 
     /// <summary>first → slow → last; on the stalling host, "slow" waits until its run is cancelled.</summary>
-    private JobFlowFactoryRegistry Flows(bool stalls, TaskCompletionSource slowStarted) =>
-        new JobFlowFactoryRegistry().Register("steps", () => new LinearFlow("steps")
+    private FlowFactoryRegistry Flows(bool stalls, TaskCompletionSource slowStarted) =>
+        new FlowFactoryRegistry().Register("steps", () => new LinearFlow("steps")
         {
             FlowTask.Create("first", () => { _executed.Enqueue("first"); return 1; }, provides: "a"),
             FlowTask.Create("slow", async (int a, CancellationToken cancellationToken) =>
@@ -59,7 +59,7 @@ public sealed class ConductorOnPostgreSqlTests : IAsyncLifetime
             FlowTask.Create("last", (int b) => { _executed.Enqueue("last"); return b + 1; }, provides: "c"),
         });
 
-    private Conductor Start(string name, PostgreSqlJobBoard board, JobFlowFactoryRegistry flows, out Task running)
+    private Conductor Start(string name, PostgreSqlJobBoard board, FlowFactoryRegistry flows, out Task running)
     {
         var conductor = new Conductor(board, flows, _persistence, new ConductorOptions { Name = name, WaitTimeout = TimeSpan.FromSeconds(2) });
         _disposables.Add(conductor);

@@ -1,5 +1,6 @@
 using TaskFlow.Engines;
 using TaskFlow.Failures;
+using TaskFlow.Flows;
 using TaskFlow.Jobs;
 using TaskFlow.Notifications;
 using TaskFlow.Persistence;
@@ -26,7 +27,7 @@ public sealed class Conductor : IAsyncDisposable
     private static readonly TimeSpan BoardRetryDelay = TimeSpan.FromSeconds(1);
 
     private readonly IJobBoard _board;
-    private readonly IJobFlowFactory _flows;
+    private readonly IFlowFactoryRegistry _flows;
     private readonly IPersistenceBackend _persistence;
     private readonly ConductorOptions _options;
     private readonly CancellationTokenSource _stopping = new();
@@ -39,7 +40,7 @@ public sealed class Conductor : IAsyncDisposable
     /// <param name="flows">Builds each job's flow from its factory name.</param>
     /// <param name="persistence">Where runs are saved, so a reclaimed job resumes. Not disposed by the conductor.</param>
     /// <param name="options">Name, concurrency, failure handling, engine kind.</param>
-    public Conductor(IJobBoard board, IJobFlowFactory flows, IPersistenceBackend persistence, ConductorOptions options)
+    public Conductor(IJobBoard board, IFlowFactoryRegistry flows, IPersistenceBackend persistence, ConductorOptions options)
     {
         ArgumentNullException.ThrowIfNull(board);
         ArgumentNullException.ThrowIfNull(flows);
@@ -154,6 +155,16 @@ public sealed class Conductor : IAsyncDisposable
         }
     }
 
+    /// <summary>A job's factory arguments as the registry takes them: a JSON object's members by name, or null.</summary>
+    /// <exception cref="FlowDefinitionException">The arguments are JSON but not an object; the job cannot run.</exception>
+    private static IReadOnlyDictionary<string, System.Text.Json.JsonElement>? FactoryArgumentsOf(Job job) => job.FactoryArguments switch
+    {
+        null => null,
+        { ValueKind: System.Text.Json.JsonValueKind.Null } => null,
+        { ValueKind: System.Text.Json.JsonValueKind.Object } args => args.EnumerateObject().ToDictionary(p => p.Name, p => p.Value, StringComparer.Ordinal),
+        { } args => throw new FlowDefinitionException($"{job} has factory arguments of kind {args.ValueKind}; flow factories take a JSON object (arguments by name)."),
+    };
+
     private async Task DispatchAsync(Job job, CancellationToken token)
     {
         // Losing the claim (a lease that ran out) suspends the run like a stop does, and stops its writes to the flow
@@ -164,7 +175,7 @@ public sealed class Conductor : IAsyncDisposable
         try
         {
             var stored = await _persistence.GetFlowDetailAsync(job.FlowDetailId, token).ConfigureAwait(false);
-            var flow = _flows.CreateFlow(job);
+            var flow = _flows.Create(job.FlowFactory, FactoryArgumentsOf(job));
             var engineOptions = new EngineOptions
             {
                 Persistence = persistence,

@@ -35,12 +35,17 @@ internal static class JobboardFlows
 {
     public const string FactoryName = "chaos-steps";
 
-    public static JobFlowFactoryRegistry Registry(EffectLog? log) =>
-        new JobFlowFactoryRegistry().Register(FactoryName, args => Build(Steps(args), DelayMs(args), log));
+    public static FlowFactoryRegistry Registry(EffectLog? log) =>
+        new FlowFactoryRegistry().Register(FactoryName, (_, args) => Build(Steps(args), DelayMs(args), log));
 
-    public static int Steps(JsonElement? args) => args?.GetProperty("steps").GetInt32() ?? throw new ArgumentException("chaos-steps needs arguments");
+    public static int Steps(IReadOnlyDictionary<string, JsonElement>? args) =>
+        args is not null && args.TryGetValue("steps", out var steps) ? steps.GetInt32() : throw new ArgumentException("chaos-steps needs a 'steps' argument");
 
-    public static int DelayMs(JsonElement? args) => args?.GetProperty("delay_ms").GetInt32() ?? 0;
+    /// <summary>The steps of a posted job (its factory arguments as posted).</summary>
+    public static int Steps(JsonElement? posted) => posted?.GetProperty("steps").GetInt32() ?? throw new ArgumentException("chaos-steps needs arguments");
+
+    public static int DelayMs(IReadOnlyDictionary<string, JsonElement>? args) =>
+        args is not null && args.TryGetValue("delay_ms", out var delay) ? delay.GetInt32() : 0;
 
     public static IEnumerable<string> TaskNames(int steps) =>
         Enumerable.Range(1, steps).Select(i => $"step-{i}").Concat(["fan-a", "fan-b", "join"]);

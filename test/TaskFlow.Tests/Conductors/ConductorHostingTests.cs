@@ -19,9 +19,8 @@ public sealed class ConductorHostingTests
         var builder = Host.CreateApplicationBuilder();
         builder.Services.AddSingleton<IJobBoard>(board);
         builder.Services.AddSingleton<IPersistenceBackend>(new InMemoryPersistenceBackend());
-        builder.Services.AddSingleton<IJobFlowFactory>(new JobFlowFactoryRegistry()
-            .Register("one", () => new LinearFlow("one") { FlowTask.Create("t", () => { Interlocked.Increment(ref ran); }) }));
         builder.Services.AddTaskFlow()
+            .AddFlowFactory("one", _ => new LinearFlow("one") { FlowTask.Create("t", () => { Interlocked.Increment(ref ran); }) })
             .AddConductor(new ConductorOptions { Name = "hosted-a" })
             .AddConductor(_ => new ConductorOptions { Name = "hosted-b", MaxConcurrentJobs = 2 });
         using var host = builder.Build();

@@ -16,7 +16,7 @@ public sealed class ConductorTests : IAsyncDisposable
 
     private readonly InMemoryJobBoard _board = new("tests");
     private readonly InMemoryPersistenceBackend _persistence = new();
-    private readonly JobFlowFactoryRegistry _flows = new();
+    private readonly FlowFactoryRegistry _flows = new();
     private readonly ConcurrentQueue<string> _executed = new();
     private readonly List<Conductor> _conductors = [];
 
@@ -42,7 +42,7 @@ public sealed class ConductorTests : IAsyncDisposable
     }
 
     private Conductor NewConductor(string name = "conductor-1", int maxConcurrentJobs = 1, FlowFailureAction onFailure = FlowFailureAction.Consume,
-        ConductorEngine engine = ConductorEngine.Serial, IJobFlowFactory? flows = null)
+        ConductorEngine engine = ConductorEngine.Serial, IFlowFactoryRegistry? flows = null)
     {
         var conductor = new Conductor(_board, flows ?? _flows, _persistence, new ConductorOptions
         {
@@ -203,7 +203,7 @@ public sealed class ConductorTests : IAsyncDisposable
     {
         var slowStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var releaseSlow = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var flows = new JobFlowFactoryRegistry().Register("three-steps", () => new LinearFlow("three-steps")
+        var flows = new FlowFactoryRegistry().Register("three-steps", () => new LinearFlow("three-steps")
         {
             FlowTask.Create("first", () => { _executed.Enqueue("first"); return 1; }, provides: "a"),
             FlowTask.Create("slow", async (int a) =>
@@ -258,7 +258,7 @@ public sealed class ConductorTests : IAsyncDisposable
     public async Task RunAsync_RunsAtMostMaxConcurrentJobsAtOnce(int maxConcurrentJobs)
     {
         int running = 0, peak = 0;
-        var flows = new JobFlowFactoryRegistry().Register("hold", () => new LinearFlow("hold")
+        var flows = new FlowFactoryRegistry().Register("hold", () => new LinearFlow("hold")
         {
             FlowTask.Create("hold", async () =>
             {
