@@ -17,7 +17,10 @@ public sealed class Failure : IEquatable<Failure>
         Exception = exception;
         Message = exception.Message;
         ExceptionTypeNames = TypeNamesOf(exception.GetType());
-        StackTrace = exception.StackTrace;
+        // The stack text is formatted on first use (saving, logging, comparing), not here: a failure that is only
+        // handled in memory — a retry round, say — never pays for it. Rethrow formats it first, so the text is always
+        // the one from the capture.
+        _stackPending = true;
         Cause = exception.InnerException is { } inner ? new Failure(inner) : null;
     }
 
@@ -30,7 +33,7 @@ public sealed class Failure : IEquatable<Failure>
             throw new ArgumentException("A failure needs at least one exception type name.", nameof(exceptionTypeNames));
         ExceptionTypeNames = exceptionTypeNames;
         Message = message;
-        StackTrace = stackTrace;
+        _stackTrace = stackTrace;
         Cause = cause;
     }
 
@@ -60,7 +63,21 @@ public sealed class Failure : IEquatable<Failure>
     public string ExceptionTypeName => ExceptionTypeNames[0];
 
     /// <summary>The stack trace text, when known.</summary>
-    public string? StackTrace { get; }
+    public string? StackTrace
+    {
+        get
+        {
+            if (_stackPending)
+            {
+                _stackTrace = Exception?.StackTrace;
+                _stackPending = false;
+            }
+            return _stackTrace;
+        }
+    }
+
+    private string? _stackTrace;
+    private volatile bool _stackPending;
 
     /// <summary>The failure that caused this one (the inner exception), when there is one.</summary>
     public Failure? Cause { get; }
@@ -85,6 +102,7 @@ public sealed class Failure : IEquatable<Failure>
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     public void Rethrow()
     {
+        _ = StackTrace; // fixed before the rethrow appends frames to the exception's own trace
         _dispatch?.Throw();
         throw new WrappedFailureException([this]);
     }
@@ -92,7 +110,12 @@ public sealed class Failure : IEquatable<Failure>
     /// <summary>An exception for this failure: the live one, or a <see cref="WrappedFailureException"/>.</summary>
     public Exception ToException() => Exception ?? new WrappedFailureException([this]);
 
-    private static string[] TypeNamesOf(Type type)
+    // Shared between failures of one type, so read-only.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, IReadOnlyList<string>> TypeNamesByType = new();
+
+    private static IReadOnlyList<string> TypeNamesOf(Type type) => TypeNamesByType.GetOrAdd(type, static t => Array.AsReadOnly(ComputeTypeNames(t)));
+
+    private static string[] ComputeTypeNames(Type type)
     {
         var names = new List<string>(4);
         for (Type? t = type; t is not null && t != typeof(object); t = t.BaseType)
