@@ -41,6 +41,7 @@ internal static class BadInputChaos
         ("newer-sqlite-schema", NewerSchemaAsync),
         ("mutated-directory-file", MutatedDirectoryFileAsync),
         ("mutated-document", MutatedDocumentAsync),
+        ("mutated-worker-message", MutatedWorkerMessageAsync),
     ];
 
     public static async Task<int> RunAsync(string[] args)
@@ -415,9 +416,57 @@ internal static class BadInputChaos
         catch (Exception e) { return $"undocumented {e.GetType().FullName}: {e.Message}"; }
     }
 
+    /// <summary>
+    /// A valid worker-protocol message (request, response, heartbeat), randomly damaged or grown past the size bound:
+    /// parsing must reject it with <see cref="TaskFlow.Workers.WorkerProtocolException"/>, or accept it only as a
+    /// message that serializes and parses back to an equal one.
+    /// </summary>
+    private static Task<string?> MutatedWorkerMessageAsync(Random rng, string work)
+    {
+        var failure = TaskFlow.Failures.Failure.FromException(new InvalidOperationException("boom " + rng.Next()));
+        TaskFlow.Workers.WorkerMessage message = rng.Next(3) switch
+        {
+            0 => new TaskFlow.Workers.TaskRequest(Guid.NewGuid().ToString(), Name(rng, "task"), Name(rng, "atom"), TaskFlow.Workers.TaskAction.Revert,
+                new Dictionary<string, JsonElement> { ["x"] = JsonSerializer.SerializeToElement(rng.Next()), ["s"] = JsonSerializer.SerializeToElement("é" + rng.Next()) }, "reply-" + rng.Next())
+            {
+                Result = JsonSerializer.SerializeToElement(new { a = 1, b = new[] { 1, 2 } }),
+                FlowFailures = new Dictionary<string, TaskFlow.Failures.Failure> { ["other"] = failure },
+                Timeout = TimeSpan.FromSeconds(rng.Next(1, 100)),
+            },
+            1 => new TaskFlow.Workers.TaskResponse(Guid.NewGuid().ToString(), TaskFlow.Workers.ResponseState.Failure, Name(rng, "worker")) { Failure = failure },
+            _ => new TaskFlow.Workers.WorkerNotification(Name(rng, "worker"), Name(rng, "topic"), [Name(rng, "t1"), Name(rng, "t2")], TimeSpan.FromSeconds(5)),
+        };
+        var valid = Encoding.UTF8.GetString(TaskFlow.Workers.WorkerProtocol.Serialize(message));
+        byte[] bytes;
+        int limit = TaskFlow.Workers.WorkerProtocol.DefaultMaxMessageBytes;
+        if (rng.Next(10) == 0)
+        {
+            // Oversized: a bound far below the message.
+            limit = rng.Next(1, valid.Length);
+            bytes = Encoding.UTF8.GetBytes(valid);
+        }
+        else bytes = Encoding.UTF8.GetBytes(Mutate(valid, rng));
+        try
+        {
+            var parsed = TaskFlow.Workers.WorkerProtocol.Parse(bytes, limit);
+            var again = TaskFlow.Workers.WorkerProtocol.Parse(TaskFlow.Workers.WorkerProtocol.Serialize(parsed));
+            var first = Encoding.UTF8.GetString(TaskFlow.Workers.WorkerProtocol.Serialize(parsed));
+            var second = Encoding.UTF8.GetString(TaskFlow.Workers.WorkerProtocol.Serialize(again));
+            return Task.FromResult(first == second ? null : "an accepted mutation does not round-trip");
+        }
+        catch (TaskFlow.Workers.WorkerProtocolException e)
+        {
+            return Task.FromResult(e.Message.Length > 0 ? null : "the rejection says nothing");
+        }
+        catch (Exception e)
+        {
+            return Task.FromResult<string?>($"undocumented {e.GetType().FullName}: {e.Message}");
+        }
+    }
+
     // ---------------- mutations ----------------
 
-    /// <summary>A random damage to a JSON document: a flipped byte, a cut, a removed or retyped member, a huge or deep value.</summary>
+    /// <summary>A random damage to a JSON document: a flipped byte, a cut, a removed or retyped member, a deep value.</summary>
     internal static string Mutate(string json, Random rng)
     {
         switch (rng.Next(8))
