@@ -293,10 +293,14 @@ internal abstract class SqlStore : IDisposable
         }
         BackendSupport.CheckAgainstStored(flowId, atoms, stored);
 
-        long nextSeq;
-        await using (var seq = Command(c, tx, $"SELECT COALESCE(MAX(seq), 0) FROM {Table("atom_details")} WHERE flow_detail_id = @f", ("f", IdValue(flowId))))
-            nextSeq = Convert.ToInt64(await seq.ExecuteScalarAsync(ct).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture) + 1;
         var existing = stored.Select(s => s.Id).ToHashSet();
+        // Only new atoms need a sequence number; an engine's saves are nearly always updates of known atoms.
+        long nextSeq = 0;
+        if (atoms.Any(a => !existing.Contains(a.Id)))
+        {
+            await using var seq = Command(c, tx, $"SELECT COALESCE(MAX(seq), 0) FROM {Table("atom_details")} WHERE flow_detail_id = @f", ("f", IdValue(flowId)));
+            nextSeq = Convert.ToInt64(await seq.ExecuteScalarAsync(ct).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture) + 1;
+        }
 
         var sql = $"INSERT INTO {Table("atom_details")} (flow_detail_id, id, seq, name, kind, state, data) " +
                   $"VALUES (@f, @id, @seq, @name, @kind, @state, {Json("@data")}) " +
