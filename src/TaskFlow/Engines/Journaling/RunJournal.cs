@@ -233,7 +233,16 @@ internal sealed class RunJournal
     /// The JSON an atom's result, revert result or retry value is saved as, computed when it is produced.
     /// </summary>
     /// <exception cref="PersistenceException">The value cannot be represented as JSON; the message names the atom.</exception>
-    public JsonElement ToJson(int node, object? value, string what)
+    public JsonElement ToJson(int node, object? value, string what) => Serialize(value, e =>
+    {
+        var atom = _c.Atoms[node]!;
+        return new PersistenceException(
+            $"The {what} of {(_c.Kinds[node] == NodeKind.Retry ? "retry" : "task")} '{atom.Name}' (a {value!.GetType().FullName}) cannot be saved as JSON: {e.Message} "
+            + "Return a value System.Text.Json can serialize (records, collections, primitives), or run without persistence.", e);
+    });
+
+    /// <summary>A value as saved JSON; <paramref name="refuse"/> turns a serializer error into the exception to throw.</summary>
+    private static JsonElement Serialize(object? value, Func<Exception, Exception> refuse)
     {
         if (value is null) return JsonNull;
         if (value is JsonElement element) return element;
@@ -243,10 +252,7 @@ internal sealed class RunJournal
         }
         catch (Exception e) when (e is NotSupportedException or JsonException or InvalidOperationException or ArgumentException)
         {
-            var atom = _c.Atoms[node]!;
-            throw new PersistenceException(
-                $"The {what} of {(_c.Kinds[node] == NodeKind.Retry ? "retry" : "task")} '{atom.Name}' (a {value.GetType().FullName}) cannot be saved as JSON: {e.Message} "
-                + "Return a value System.Text.Json can serialize (records, collections, primitives), or run without persistence.", e);
+            throw refuse(e);
         }
     }
 
@@ -302,19 +308,8 @@ internal sealed class RunJournal
     public void MarkStoreDirty() => Interlocked.Exchange(ref _storeDirty, 1);
 
     /// <summary>The JSON a store value is saved as; throws naming the key when it cannot be.</summary>
-    public static JsonElement ToStoreJson(string key, object? value)
-    {
-        if (value is null) return JsonNull;
-        if (value is JsonElement e) return e;
-        try
-        {
-            return JsonSerializer.SerializeToElement(value, value.GetType(), PersistenceJson.Options);
-        }
-        catch (Exception ex) when (ex is NotSupportedException or JsonException or InvalidOperationException or ArgumentException)
-        {
-            throw new ArgumentException($"Store value '{key}' (a {value.GetType().FullName}) cannot be saved as JSON, which a persisted run needs: {ex.Message}", ex);
-        }
-    }
+    public static JsonElement ToStoreJson(string key, object? value) => Serialize(value, e =>
+        new ArgumentException($"Store value '{key}' (a {value!.GetType().FullName}) cannot be saved as JSON, which a persisted run needs: {e.Message}", e));
 
     private static JsonElement StoreToJson(IEnumerable<KeyValuePair<string, object?>> store)
     {
