@@ -149,30 +149,46 @@ public abstract class Atom : FlowNode
 
         public static ArgumentMap Build(Atom atom)
         {
-            var exec = BuildBindings(atom, atom.GetExecuteParameters(), "execute");
-            var revert = BuildBindings(atom, atom.GetRevertParameters(), "revert");
+            var execDeclared = atom.GetExecuteParameters();
+            var revertDeclared = atom.GetRevertParameters();
+            var exec = BuildBindings(atom, execDeclared, "execute");
+            // Most atoms revert with the parameters they execute with: bind once (the execute binding already raised
+            // anything the revert binding could).
+            var revert = SameParameters(execDeclared, revertDeclared) ? exec : BuildBindings(atom, revertDeclared, "revert");
             var inject = atom._inject;
             var required = new HashSet<string>(StringComparer.Ordinal);
             var optional = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var b in exec.Concat(revert))
-            {
-                if (inject is not null && inject.ContainsKey(b.Symbol)) continue;
-                if (b.IsOptional) optional.Add(b.Symbol); else required.Add(b.Symbol);
-            }
+            foreach (var bindings in ReferenceEquals(revert, exec) ? [exec] : new[] { exec, revert })
+                foreach (var b in bindings)
+                {
+                    if (inject is not null && inject.ContainsKey(b.Symbol)) continue;
+                    if (b.IsOptional) optional.Add(b.Symbol); else required.Add(b.Symbol);
+                }
             optional.ExceptWith(required);
+            var execNames = Array.ConvertAll(exec, b => b.Parameter);
             return new ArgumentMap
             {
                 Execute = exec,
                 Revert = revert,
                 RequiredSymbols = required,
                 OptionalSymbols = optional,
-                ExecuteNames = Array.ConvertAll(exec, b => b.Parameter),
-                RevertNames = Array.ConvertAll(revert, b => b.Parameter),
+                ExecuteNames = execNames,
+                RevertNames = ReferenceEquals(revert, exec) ? execNames : Array.ConvertAll(revert, b => b.Parameter),
             };
+        }
+
+        private static bool SameParameters(IReadOnlyList<AtomParameter> a, IReadOnlyList<AtomParameter> b)
+        {
+            if (ReferenceEquals(a, b)) return true;
+            if (a.Count != b.Count) return false;
+            for (int i = 0; i < a.Count; i++)
+                if (!a[i].Equals(b[i])) return false;
+            return true;
         }
 
         private static ArgumentBinding[] BuildBindings(Atom atom, IReadOnlyList<AtomParameter> declared, string method)
         {
+            if (declared.Count == 0 && atom._rebind is null) return [];
             // Ordered required parameters, then optional ones (TaskFlow's signature inference + requires=).
             var required = new List<string>();
             var optional = new Dictionary<string, object?>(StringComparer.Ordinal);

@@ -131,7 +131,6 @@ internal sealed class FlowCompiler
         flow.MarkFrozen();
         int entry = NewNode(NodeKind.FlowEntry, null, flow, null);
         int start = entry;
-        int retryNode = -1;
         if (flow.Retry is not null)
         {
             Track(flow.Retry);
@@ -139,15 +138,28 @@ internal sealed class FlowCompiler
             scope.Children.Add(new ScopeNode { Item = flow.Retry, Parent = scope, IndexInParent = 0, Depth = scope.Depth + 1 });
         }
         var children = FlowOrder.OrderedChildren(flow);
-        var compiled = new Dictionary<FlowNode, (int Start, int Source, int Sink)>(ReferenceEqualityComparer.Instance);
-        foreach (var child in children)
+        var parts = new (int Start, int Source, int Sink)[children.Count];
+        for (int i = 0; i < parts.Length; i++)
         {
+            var child = children[i];
             if (child is Atom a) a.Freeze();
             var childScope = new ScopeNode { Item = child, Parent = scope, IndexInParent = scope.Children.Count, Depth = scope.Depth + 1 };
             scope.Children.Add(childScope);
-            compiled[child] = CompileItem(child, childScope);
+            parts[i] = CompileItem(child, childScope);
         }
         int firstChildNode = entry + 1;
+        if (flow is LinearFlow)
+        {
+            // A chain needs no link objects or lookups: the same edges, added in the same order as the general case.
+            for (int i = 1; i < parts.Length; i++) AddEdge(parts[i - 1].Sink, parts[i].Source, null);
+            int chainFrom = AttachRetry(flow, scope, entry, firstChildNode);
+            if (parts.Length > 0) AddEdge(chainFrom, parts[0].Source, null);
+            int chainExit = NewNode(NodeKind.FlowExit, null, flow, null);
+            AddEdge(parts.Length > 0 ? parts[^1].Sink : chainFrom, chainExit, null);
+            return (start, entry, chainExit);
+        }
+        var compiled = new Dictionary<FlowNode, (int Start, int Source, int Sink)>(parts.Length, ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < parts.Length; i++) compiled[children[i]] = parts[i];
         var hasIncoming = new HashSet<FlowNode>(ReferenceEqualityComparer.Instance);
         var hasOutgoing = new HashSet<FlowNode>(ReferenceEqualityComparer.Instance);
         foreach (var link in flow.Links)
@@ -158,17 +170,7 @@ internal sealed class FlowCompiler
             hasIncoming.Add(link.To);
             hasOutgoing.Add(link.From);
         }
-        int from = entry;
-        if (flow.Retry is not null)
-        {
-            retryNode = NewNode(NodeKind.Retry, flow.Retry, null, scope.Children[0]);
-            _registration.Add(retryNode);
-            AddEdge(entry, retryNode, null);
-            // Every node compiled inside this flow is owned by this retry unless a nearer one owns it already.
-            for (int n = firstChildNode; n < retryNode; n++)
-                if (_retryOf[n] < 0) _retryOf[n] = retryNode;
-            from = retryNode;
-        }
+        int from = AttachRetry(flow, scope, entry, firstChildNode);
         foreach (var child in children)
             if (!hasIncoming.Contains(child)) AddEdge(from, compiled[child].Source, null);
         int exit = NewNode(NodeKind.FlowExit, null, flow, null);
@@ -177,6 +179,21 @@ internal sealed class FlowCompiler
             if (!hasOutgoing.Contains(child)) { AddEdge(compiled[child].Sink, exit, null); anySink = true; }
         if (!anySink) AddEdge(from, exit, null);
         return (start, entry, exit);
+    }
+
+    /// <summary>
+    /// Adds the flow's retry node after its children (entry → retry) and makes it the owner of every node compiled
+    /// inside the flow that no nearer retry owns. Returns where the children hang from: the retry, or the entry.
+    /// </summary>
+    private int AttachRetry(Flow flow, ScopeNode scope, int entry, int firstChildNode)
+    {
+        if (flow.Retry is null) return entry;
+        int retryNode = NewNode(NodeKind.Retry, flow.Retry, null, scope.Children[0]);
+        _registration.Add(retryNode);
+        AddEdge(entry, retryNode, null);
+        for (int n = firstChildNode; n < retryNode; n++)
+            if (_retryOf[n] < 0) _retryOf[n] = retryNode;
+        return retryNode;
     }
 
     private CompiledFlow Finish(Flow root, ScopeNode rootScope)
