@@ -7,7 +7,17 @@ using TaskFlow.Chaos.Workers;
 
 // dotnet run -c Release --project test/TaskFlow.Chaos -- <command> [options]
 // Each command prints one line per case and ends with "N passed, N failed"; the exit code is non-zero on any failure.
-return args.Length == 0 ? Usage() : args[0] switch
+try
+{
+    return args.Length == 0 ? Usage() : await Dispatch(args);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 2;
+}
+
+static async Task<int> Dispatch(string[] args) => args[0] switch
 {
     "crash-resume" => await CrashResumeChaos.RunAsync(args[1..]),
     CrashResumeChaos.ChildCommand => await CrashResumeChaos.RunChildAsync(args[1..]),

@@ -5,6 +5,7 @@ using TaskFlow.Failures;
 using TaskFlow.Flows;
 using TaskFlow.Persistence;
 using TaskFlow.States;
+using TaskFlow.TestUtilities;
 
 namespace TaskFlow.Jobs.PostgreSql.Tests;
 

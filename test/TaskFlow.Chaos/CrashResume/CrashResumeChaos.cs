@@ -302,25 +302,3 @@ internal static class CrashResumeChaos
         return 0;
     }
 }
-
-/// <summary>A minimal <c>--name value</c> parser.</summary>
-internal sealed class Options
-{
-    private readonly Dictionary<string, string> _values = new(StringComparer.Ordinal);
-
-    public static Options Parse(string[] args)
-    {
-        var o = new Options();
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
-                throw new ArgumentException($"Expected '--name value' pairs, got '{args[i]}'.");
-            o._values[args[i][2..]] = args[++i];
-        }
-        return o;
-    }
-
-    public string? Get(string name) => _values.GetValueOrDefault(name);
-
-    public string Require(string name) => Get(name) ?? throw new ArgumentException($"--{name} is required.");
-}

@@ -34,7 +34,7 @@ public static class JobboardChaos
     /// </summary>
     public static async Task<int> RunAsync(string[] args)
     {
-        var o = JobboardArgs.Parse(args);
+        var o = Options.Parse(args);
         int conductors = o.Int("conductors", 4), jobs = o.Int("jobs", 400), killEvery = o.Int("kill-every", 25);
         int seed = o.Int("seed", Environment.TickCount), leaseMs = o.Int("lease-ms", 5000), maxJobs = o.Int("max-jobs", 2);
         if (conductors < 1 || jobs < 1 || killEvery < 1) throw new ArgumentException("--conductors, --jobs and --kill-every must be at least 1.");
@@ -247,7 +247,7 @@ public static class JobboardChaos
     /// </summary>
     public static async Task<int> RunConductorAsync(string[] args)
     {
-        var o = JobboardArgs.Parse(args);
+        var o = Options.Parse(args);
         var connection = Environment.GetEnvironmentVariable(ConnectionVariable) ?? throw new InvalidOperationException($"{ConnectionVariable} is not set.");
         var schema = o.Require("schema");
         var name = o.Require("name");
@@ -304,7 +304,7 @@ public static class JobboardChaos
     /// </summary>
     public static async Task<int> RunBenchAsync(string[] args)
     {
-        var o = JobboardArgs.Parse(args);
+        var o = Options.Parse(args);
         var counts = (o.Get("conductors") ?? "1,2,4").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
         int jobs = o.Int("jobs", 500), steps = o.Int("steps", 2), maxJobs = o.Int("max-jobs", 1);
         var connection = PostgresConnection();
@@ -466,33 +466,4 @@ public static class JobboardChaos
             }
         }
     }
-}
-
-/// <summary>A minimal <c>--name value</c> parser.</summary>
-internal sealed class JobboardArgs
-{
-    private readonly Dictionary<string, string> _values = new(StringComparer.Ordinal);
-
-    public static JobboardArgs Parse(string[] args)
-    {
-        var o = new JobboardArgs();
-        for (var i = 0; i < args.Length; i++)
-        {
-            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
-                throw new ArgumentException($"Expected '--name value' pairs, got '{args[i]}'.");
-            o._values[args[i][2..]] = args[++i];
-        }
-        return o;
-    }
-
-    public string? Get(string name) => _values.GetValueOrDefault(name);
-
-    public string Require(string name) => Get(name) ?? throw new ArgumentException($"--{name} is required.");
-
-    public int Int(string name, int fallback) =>
-        Get(name) is { } text
-            ? int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value)
-                ? value
-                : throw new ArgumentException($"--{name} must be an integer, not '{text}'.")
-            : fallback;
 }

@@ -28,10 +28,9 @@ public static class WorkersChaos
 
     public static async Task<int> RunAsync(string[] args)
     {
-        var o = Options.Parse(args, new() { ["workers"] = "3", ["flows"] = "100", ["kill-every"] = "50", ["concurrency"] = "10", ["seed"] = "" });
-        if (o is null) return 2;
-        int workers = o.Int("workers"), flows = o.Int("flows"), killEvery = o.Int("kill-every"), concurrency = o.Int("concurrency");
-        var seed = o["seed"] is { Length: > 0 } s ? int.Parse(s, CultureInfo.InvariantCulture) : Environment.TickCount;
+        var o = Options.Parse(args, "workers", "flows", "kill-every", "concurrency", "seed");
+        int workers = o.Int("workers", 3), flows = o.Int("flows", 100), killEvery = o.Int("kill-every", 50), concurrency = o.Int("concurrency", 10);
+        var seed = o.Int("seed", Environment.TickCount);
         var random = new Random(seed);
         if (Amqp() is not { } amqp) return 2;
 
@@ -115,13 +114,12 @@ public static class WorkersChaos
     /// <summary>Round trips through the distributed executor, over RabbitMQ, with each number of worker processes.</summary>
     public static async Task<int> RunBenchmarkAsync(string[] args)
     {
-        var o = Options.Parse(args, new() { ["workers"] = "1,4", ["requests"] = "4000", ["concurrency"] = "64" });
-        if (o is null) return 2;
+        var o = Options.Parse(args, "workers", "requests", "concurrency");
         if (Amqp() is not { } amqp) return 2;
-        int requests = o.Int("requests"), concurrency = o.Int("concurrency");
+        int requests = o.Int("requests", 4000), concurrency = o.Int("concurrency", 64);
         await using var transport = await RabbitMqWorkerTransport.ConnectAsync(new RabbitMqTransportOptions { Uri = amqp, QueuePrefix = "taskflow.chaos.", TopicQueueExpiry = TimeSpan.FromMinutes(5) });
         int failed = 0;
-        foreach (var count in o["workers"].Split(',').Select(w => int.Parse(w, CultureInfo.InvariantCulture)))
+        foreach (var count in o.Get("workers", "1,4").Split(',').Select(w => int.Parse(w, CultureInfo.InvariantCulture)))
         {
             var topic = "bench." + Guid.NewGuid().ToString("N")[..12];
             await using var pool = new WorkerPool(topic, Path.GetTempPath(), concurrency: 16);
@@ -158,11 +156,11 @@ public static class WorkersChaos
     /// <summary>The child: a worker hosting the chaos and benchmark tasks until it is killed.</summary>
     public static async Task<int> RunWorkerProcessAsync(string[] args)
     {
-        var o = Options.Parse(args, new() { ["topic"] = "", ["ledger"] = "", ["concurrency"] = "4" });
-        if (o is null || Amqp() is not { } amqp) return 2;
+        var o = Options.Parse(args, "topic", "ledger", "concurrency");
+        if (Amqp() is not { } amqp) return 2;
         await using var transport = await RabbitMqWorkerTransport.ConnectAsync(new RabbitMqTransportOptions { Uri = amqp, QueuePrefix = "taskflow.chaos.", TopicQueueExpiry = TimeSpan.FromMinutes(5), ClientName = $"chaos-worker-{Environment.ProcessId}" });
-        var ledger = new EffectLedger(o["ledger"]);
-        var worker = new TaskWorker(transport, new TaskWorkerOptions { Topic = o["topic"], MaxConcurrency = o.Int("concurrency"), HeartbeatInterval = Heartbeat });
+        var ledger = new EffectLedger(o.Require("ledger"));
+        var worker = new TaskWorker(transport, new TaskWorkerOptions { Topic = o.Require("topic"), MaxConcurrency = o.Int("concurrency", 4), HeartbeatInterval = Heartbeat });
         worker.AddTask(EffectTask.RemoteName, () => new EffectTask(ledger));
         worker.AddTask(EchoTask.RemoteName, () => new EchoTask());
         await worker.StartAsync();
@@ -310,40 +308,6 @@ public static class WorkersChaos
             return Path.GetFileNameWithoutExtension(process) == "dotnet"
                 ? (process, [typeof(WorkersChaos).Assembly.Location])
                 : (process, []);
-        }
-    }
-
-    /// <summary>--name value options with defaults; unknown names and bad numbers are reported.</summary>
-    private sealed class Options
-    {
-        private readonly Dictionary<string, string> _values;
-
-        private Options(Dictionary<string, string> values) => _values = values;
-
-        public string this[string name] => _values[name];
-
-        public int Int(string name) => int.Parse(_values[name], CultureInfo.InvariantCulture);
-
-        public static Options? Parse(string[] args, Dictionary<string, string> defaults)
-        {
-            var values = new Dictionary<string, string>(defaults, StringComparer.Ordinal);
-            for (int i = 0; i < args.Length; i++)
-            {
-                var name = args[i].StartsWith("--", StringComparison.Ordinal) ? args[i][2..] : null;
-                if (name is null || !values.ContainsKey(name) || i + 1 >= args.Length)
-                {
-                    Console.Error.WriteLine($"error: unexpected argument '{args[i]}'; options: {string.Join(", ", defaults.Keys.Select(k => "--" + k))}.");
-                    return null;
-                }
-                values[name] = args[++i];
-            }
-            foreach (var (name, value) in values)
-                if (defaults[name] != "" && !int.TryParse(value, out _) && name != "workers")
-                {
-                    Console.Error.WriteLine($"error: --{name} needs a whole number, got '{value}'.");
-                    return null;
-                }
-            return new Options(values);
         }
     }
 }

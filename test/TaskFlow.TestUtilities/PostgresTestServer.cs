@@ -1,12 +1,13 @@
 using Npgsql;
 
-namespace TaskFlow.Persistence.PostgreSql.Tests;
+namespace TaskFlow.TestUtilities;
 
 /// <summary>
-/// The PostgreSQL server for these tests, from TASKFLOW_POSTGRES (an Npgsql connection string; scripts/services.sh or
-/// start-services.sh sets it). Each test gets its own schema, dropped afterwards, so runs never collide.
+/// The PostgreSQL server for the test projects that need one (persistence, job boards), from TASKFLOW_POSTGRES (an
+/// Npgsql connection string; scripts/services.sh sets it). Each test gets its own schema, dropped afterwards, so runs
+/// never collide with each other or with other users of the database.
 /// </summary>
-internal static class PostgresTestServer
+public static class PostgresTestServer
 {
     public const string Variable = "TASKFLOW_POSTGRES";
 
@@ -23,7 +24,7 @@ internal static class PostgresTestServer
             if (!string.IsNullOrWhiteSpace(value)) return value;
             if (string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
                 throw new InvalidOperationException(
-                    $"{Variable} is not set but CI=true: the PostgreSQL persistence tests need a server. Start one with scripts/services.sh (or start-services.sh postgres) and export {Variable}.");
+                    $"{Variable} is not set but CI=true: these tests need a PostgreSQL server. Start one with scripts/services.sh and export {Variable}.");
             return null;
         }
     }
