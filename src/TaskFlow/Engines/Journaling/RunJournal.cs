@@ -111,15 +111,7 @@ internal sealed class RunJournal
         if (options.FlowDetailId is { } id) detail = detail with { Id = id };
         var created = new RunJournal(backend, engine, storage, detail);
         var atoms = new List<AtomDetail>(compiled.AtomNodes.Length);
-        foreach (var node in compiled.AtomNodes)
-        {
-            var atom = compiled.Atoms[node]!;
-            AtomDetail fresh = compiled.Kinds[node] == NodeKind.Retry
-                ? RetryDetail.Create(atom.Name) with { Version = atom.Version }
-                : TaskDetail.Create(atom.Name) with { Version = atom.Version };
-            created._atomIds[node] = fresh.Id;
-            atoms.Add(fresh);
-        }
+        foreach (var node in compiled.AtomNodes) atoms.Add(created.NewDetail(node));
         created._header = detail with { Metadata = metadata };
         await backend.SaveFlowDetailAsync(created._header with { Atoms = atoms }, cancellationToken).ConfigureAwait(false);
         return (created, FlowState.Pending);
@@ -151,11 +143,7 @@ internal sealed class RunJournal
             bool isRetry = _c.Kinds[node] == NodeKind.Retry;
             if (!byName.TryGetValue(atom.Name, out var d))
             {
-                AtomDetail fresh = isRetry
-                    ? RetryDetail.Create(atom.Name) with { Version = atom.Version }
-                    : TaskDetail.Create(atom.Name) with { Version = atom.Version };
-                _atomIds[node] = fresh.Id;
-                added.Add(fresh);
+                added.Add(NewDetail(node));
                 continue;
             }
             if (isRetry != d is RetryDetail)
@@ -221,6 +209,17 @@ internal sealed class RunJournal
         // TaskFlow rebuilds its failure cache from the saved failures.
         if (_s.FailureOf[node] is { } f) _s.ExecuteFailureCache[node] = f;
         if (_s.RevertFailureOf[node] is { } rf) _s.RevertFailureCache[node] = rf;
+    }
+
+    /// <summary>A PENDING detail for an atom the saved run does not have yet (its id is remembered for later saves).</summary>
+    private AtomDetail NewDetail(int node)
+    {
+        var atom = _c.Atoms[node]!;
+        AtomDetail fresh = _c.Kinds[node] == NodeKind.Retry
+            ? RetryDetail.Create(atom.Name) with { Version = atom.Version }
+            : TaskDetail.Create(atom.Name) with { Version = atom.Version };
+        _atomIds[node] = fresh.Id;
+        return fresh;
     }
 
     /// <summary>Saved JSON as the value tasks see: JSON null is null, everything else stays a <see cref="JsonElement"/>.</summary>
@@ -328,16 +327,6 @@ internal sealed class RunJournal
     public bool HasPendingEvents
     {
         get { lock (_gate) return _pending.Count > 0; }
-    }
-
-    /// <summary>Whether anything is waiting to be saved or published.</summary>
-    public bool HasWork
-    {
-        get
-        {
-            if (_dirtyNodes.Count > 0 || Volatile.Read(ref _storeDirty) == 1) return true;
-            lock (_gate) return _unsavedFlowState is not null || _pending.Count > 0;
-        }
     }
 
     /// <summary>
