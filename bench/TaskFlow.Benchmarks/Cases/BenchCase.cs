@@ -51,6 +51,12 @@ public sealed class BenchCase
     public BenchBackend Backend { get; }
     public bool CompileOnly { get; }
 
+    /// <summary>B3: how long each middle task waits (zero for the no-op fan-out and every other case).</summary>
+    public TimeSpan Delay { get; private init; }
+
+    /// <summary>B3: whether the waits use <see cref="ExactDelay"/> rather than <see cref="Task.Delay(TimeSpan, CancellationToken)"/>.</summary>
+    public bool ExactTimer { get; private init; }
+
     /// <summary>The arguments of <c>tfbench.py</c> that run the same shape on TaskFlow, or null when it has none.</summary>
     public string[]? AnchorArguments { get; }
 
@@ -66,11 +72,16 @@ public sealed class BenchCase
     public static BenchCase Chain(int n) => new("B2", "provides/requires chain", n, n, false, 0, BenchBackend.None, false,
         ["chain", "--n", Num(n)], c => (BenchFlows.Chain(c.N), (e, error) => ExpectSuccess(e, error) ?? (e.Storage.Fetch<int>($"v{c.N}") == c.N ? null : $"v{c.N} is not {c.N}")), seedsChain: true);
 
-    /// <summary>B3: maxDegree -1 is unbounded (TaskFlow's anchor has no unbounded form: it gets none).</summary>
-    public static BenchCase FanOut(int n, int delayMs, int maxDegree) =>
-        new("B3", $"fan-out 1→n→1 {(delayMs > 0 ? $"{delayMs} ms" : "no-op")} parallel {(maxDegree < 0 ? "unbounded" : $"w={maxDegree}")}", n, n + 2, true, maxDegree, BenchBackend.None, false,
+    /// <summary>
+    /// B3: maxDegree -1 is unbounded (TaskFlow's anchor has no unbounded form: it gets none). Delayed tasks wait with
+    /// <see cref="Task.Delay(TimeSpan, CancellationToken)"/>, or with <see cref="ExactDelay"/> when <paramref name="exactTimer"/>
+    /// (TaskFlow's tasks sleep with <c>time.sleep</c>, which ends on time).
+    /// </summary>
+    public static BenchCase FanOut(int n, int delayMs, int maxDegree, bool exactTimer = false) =>
+        new("B3", $"fan-out 1→n→1 {(delayMs > 0 ? $"{delayMs} ms {(exactTimer ? "exact timer" : "Task.Delay")}" : "no-op")} parallel {(maxDegree < 0 ? "unbounded" : $"w={maxDegree}")}", n, n + 2, true, maxDegree, BenchBackend.None, false,
             maxDegree < 0 ? null : ["fanout", "--n", Num(n), "--workers", Num(maxDegree), "--sleep-ms", Num(delayMs)],
-            c => (BenchFlows.FanOut(c.N, TimeSpan.FromMilliseconds(delayMs)), ExpectSuccess));
+            c => (BenchFlows.FanOut(c.N, c.Delay, c.ExactTimer), ExpectSuccess))
+        { Delay = TimeSpan.FromMilliseconds(delayMs), ExactTimer = exactTimer };
 
     public static BenchCase Unordered(int n, int maxDegree = 8) => new("B4", $"unordered parallel w={maxDegree}", n, n, true, maxDegree, BenchBackend.None, false,
         ["unordered", "--n", Num(n), "--workers", Num(maxDegree)], c => (BenchFlows.Unordered(c.N), ExpectSuccess));

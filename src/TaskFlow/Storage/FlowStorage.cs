@@ -21,7 +21,7 @@ public sealed class FlowStorage
     internal readonly Failure?[] FailureOf;
     internal readonly object?[] RevertResults;
     internal readonly Failure?[] RevertFailureOf;
-    internal readonly List<RetryAttempt>?[] Histories;
+    internal readonly RetryAttemptLog?[] Histories;
     internal readonly double[] Progress;
     // TaskFlow's failure cache: kept across resets by retries (see SPEC note N8), cleared only by a full reset.
     internal readonly Dictionary<int, Failure> ExecuteFailureCache = [];
@@ -42,12 +42,12 @@ public sealed class FlowStorage
         FailureOf = new Failure?[n];
         RevertResults = new object?[n];
         RevertFailureOf = new Failure?[n];
-        Histories = new List<RetryAttempt>?[n];
+        Histories = new RetryAttemptLog?[n];
         Progress = new double[n];
         _resolutions = new ScopeResolution?[n][];
         _noArguments = new TaskArguments?[n];
         foreach (var node in compiled.AtomNodes)
-            if (compiled.Kinds[node] == NodeKind.Retry) Histories[node] = [];
+            if (compiled.Kinds[node] == NodeKind.Retry) Histories[node] = new RetryAttemptLog();
         var initial = new Dictionary<string, object?>(StringComparer.Ordinal);
         foreach (var (k, v) in store)
         {
@@ -136,7 +136,7 @@ public sealed class FlowStorage
     public RetryHistory GetRetryHistory(string retryName)
     {
         int n = NodeOf(retryName);
-        return Histories[n] is { } h ? new RetryHistory(h.ToArray(), FailureOf[n]) : throw new ArgumentException($"'{retryName}' is not a retry controller.", nameof(retryName));
+        return Histories[n] is { } h ? h.Snapshot(FailureOf[n]) : throw new ArgumentException($"'{retryName}' is not a retry controller.", nameof(retryName));
     }
 
     /// <summary>An atom's execute result: its value, or its <see cref="Failure"/> if it failed.</summary>

@@ -99,5 +99,5 @@ internal static class AtomActions
     }
 
     public static RetryHistory HistoryOf(FlowStorage s, int node) =>
-        new(s.Histories[node]!.ToArray(), s.FailureOf[node]);
+        s.Histories[node]!.Snapshot(s.FailureOf[node]);
 }

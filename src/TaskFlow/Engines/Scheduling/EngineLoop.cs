@@ -515,7 +515,7 @@ internal sealed class EngineLoop
         {
             // Attempts are immutable (a retry controller may keep the history it was given): replace the latest one.
             var failures = new Dictionary<string, Failure>(last.Failures, StringComparer.Ordinal) { [failedName] = failure };
-            history[^1] = last with { Failures = failures };
+            history.ReplaceLast(last with { Failures = failures });
             _journal?.MarkDirty(retryNode);
         }
         var args = _s.FetchArguments(retryNode, revert: false);
