@@ -20,6 +20,9 @@ public sealed class FlowEngine
     private readonly EngineOptions _options;
     private CompiledFlow? _compiled;
     private FlowStorage? _storage;
+    // The store snapshot the last successful Validate checked (requirements depend only on the compiled flow and on
+    // the store's keys): RunAsync after an explicit Validate does not walk every atom a second time.
+    private object? _validatedStore;
     private RunJournal? _journal;
     private FlowState _flowState = FlowState.Pending;
     private int _running;
@@ -124,6 +127,8 @@ public sealed class FlowEngine
     {
         Prepare();
         var s = _storage!;
+        var store = s.StoreVersion;
+        if (ReferenceEquals(store, _validatedStore)) return;
         var c = _compiled!;
         var missing = new List<MissingRequirement>();
         foreach (var node in c.AtomNodes)
@@ -139,6 +144,7 @@ public sealed class FlowEngine
                     missing.Add(new MissingRequirement(atom.Name, rev[i].Parameter, rev[i].Symbol, "revert"));
         }
         if (missing.Count > 0) throw new MissingDependenciesException(Flow.Name, missing);
+        _validatedStore = store;
     }
 
     /// <summary>

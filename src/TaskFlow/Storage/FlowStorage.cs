@@ -29,7 +29,6 @@ public sealed class FlowStorage
     // Copy-on-write: argument lookups read the current dictionary without a lock; Inject publishes a new one.
     private volatile Dictionary<string, object?> _store;
     private readonly Lock _storeGate = new();
-    private readonly TaskArguments?[] _noArguments;
     private readonly ScopeResolution?[][] _resolutions;
 
     internal FlowStorage(CompiledFlow compiled, IEnumerable<KeyValuePair<string, object?>> store)
@@ -45,7 +44,6 @@ public sealed class FlowStorage
         Histories = new RetryAttemptLog?[n];
         Progress = new double[n];
         _resolutions = new ScopeResolution?[n][];
-        _noArguments = new TaskArguments?[n];
         foreach (var node in compiled.AtomNodes)
             if (compiled.Kinds[node] == NodeKind.Retry) Histories[node] = new RetryAttemptLog();
         var initial = new Dictionary<string, object?>(StringComparer.Ordinal);
@@ -56,6 +54,12 @@ public sealed class FlowStorage
         }
         _store = initial;
     }
+
+    /// <summary>
+    /// The current store snapshot: a new object whenever the store changes (it is copied on write and never changed
+    /// in place), so whatever was checked against one snapshot still holds while it is current.
+    /// </summary>
+    internal object StoreVersion => _store;
 
     /// <summary>The flow-level store (a copy).</summary>
     public IReadOnlyDictionary<string, object?> Store => new Dictionary<string, object?>(_store, StringComparer.Ordinal);
@@ -403,7 +407,9 @@ public sealed class FlowStorage
         var atom = Compiled.Atoms[node]!;
         var map = atom.Map;
         var bindings = revert ? map.Revert : map.Execute;
-        if (bindings.Length == 0) return _noArguments[node] ??= TaskArguments.Empty(atom.Name);
+        // Not cached per atom: a short-lived object per call costs a gen-0 GC nothing, while one kept per atom for the
+        // run survives every collection of a large run and is copied twice on its way to gen 2.
+        if (bindings.Length == 0) return TaskArguments.Empty(atom.Name);
         var values = new object?[bindings.Length];
         var present = new bool[bindings.Length];
         var inject = atom.Inject;
