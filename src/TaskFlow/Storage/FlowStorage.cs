@@ -24,8 +24,8 @@ public sealed class FlowStorage
     internal readonly RetryAttemptLog?[] Histories;
     internal readonly double[] Progress;
     // TaskFlow's failure cache: kept across resets by retries (see SPEC note N8), cleared only by a full reset.
-    internal readonly Dictionary<int, Failure> ExecuteFailureCache = [];
-    internal readonly Dictionary<int, Failure> RevertFailureCache = [];
+    internal readonly FailuresByAtom ExecuteFailureCache;
+    internal readonly FailuresByAtom RevertFailureCache;
     // Copy-on-write: argument lookups read the current dictionary without a lock; Inject publishes a new one.
     private volatile Dictionary<string, object?> _store;
     private readonly Lock _storeGate = new();
@@ -42,6 +42,8 @@ public sealed class FlowStorage
         RevertResults = new object?[n];
         RevertFailureOf = new Failure?[n];
         Histories = new RetryAttemptLog?[n];
+        ExecuteFailureCache = new FailuresByAtom(compiled);
+        RevertFailureCache = new FailuresByAtom(compiled);
         Progress = new double[n];
         _resolutions = new ScopeResolution?[n][];
         foreach (var node in compiled.AtomNodes)
@@ -123,18 +125,10 @@ public sealed class FlowStorage
     }
 
     /// <summary>The execute failures recorded so far, by atom name (TaskFlow's <c>get_failures</c>).</summary>
-    public IReadOnlyDictionary<string, Failure> GetFailures() => NamedFailures(ExecuteFailureCache);
+    public IReadOnlyDictionary<string, Failure> GetFailures() => ExecuteFailureCache.ByName();
 
     /// <summary>The revert failures recorded so far, by atom name.</summary>
-    public IReadOnlyDictionary<string, Failure> GetRevertFailures() => NamedFailures(RevertFailureCache);
-
-    internal IReadOnlyDictionary<string, Failure> NamedFailures(Dictionary<int, Failure> cache)
-    {
-        if (cache.Count == 0) return Atoms.FlowTask.EmptyFailures;
-        var d = new Dictionary<string, Failure>(cache.Count, StringComparer.Ordinal);
-        foreach (var (node, f) in cache) d[Compiled.Atoms[node]!.Name] = f;
-        return d;
-    }
+    public IReadOnlyDictionary<string, Failure> GetRevertFailures() => RevertFailureCache.ByName();
 
     /// <summary>A retry controller's history.</summary>
     public RetryHistory GetRetryHistory(string retryName)
