@@ -142,7 +142,12 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
             Schema = options.Schema;
             _q = $"\"{Schema}\"";
             _storeName = $"PostgreSQL schema '{Schema}' in database '{builder.Database}' on {builder.Host}:{builder.Port}";
-            _dataSource = new NpgsqlDataSourceBuilder(options.ConnectionString).Build();
+            var dataSource = new NpgsqlDataSourceBuilder(options.ConnectionString);
+            // The few statements of the hot paths are run over and over on kept-open connections: let Npgsql prepare
+            // them on the server after their second use, unless the connection string chose otherwise.
+            if (dataSource.ConnectionStringBuilder.MaxAutoPrepare == 0 && !builder.ContainsKey("Max Auto Prepare"))
+                dataSource.ConnectionStringBuilder.MaxAutoPrepare = 32;
+            _dataSource = dataSource.Build();
         }
 
         public string Schema { get; }
@@ -221,6 +226,8 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
                     $"{StoreName}: could not {operation}: PostgreSQL's jsonb cannot hold this value ({pg.MessageText}); most often a string contains \\u0000. Nothing was saved.",
                     exception)
                 : null;
+
+        protected override void ClearPool() => _dataSource.Clear();
 
         public async ValueTask DisposeAsync()
         {

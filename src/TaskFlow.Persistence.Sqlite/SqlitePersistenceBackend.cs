@@ -72,7 +72,7 @@ public sealed class SqlitePersistenceBackend : IPersistenceBackend
     /// <inheritdoc />
     public Task ClearAllAsync(CancellationToken cancellationToken = default) => _store.ClearAllAsync(cancellationToken);
 
-    /// <summary>Closes the pooled connections to the database file.</summary>
+    /// <summary>Closes the connections to the database file.</summary>
     public ValueTask DisposeAsync()
     {
         _store.Dispose();
@@ -131,7 +131,9 @@ public sealed class SqlitePersistenceBackend : IPersistenceBackend
                     "name a file (\"Data Source=taskflow.db\") or use InMemoryPersistenceBackend.", nameof(options));
             builder.Pooling = true;
             builder.ForeignKeys = true;
-            builder.DefaultTimeout = (int)Math.Ceiling(options.BusyTimeout.TotalSeconds);
+            // The provider retries a busy statement until its command timeout, in whole seconds, where 0 means forever:
+            // a BusyTimeout of zero must still end, so it waits at most the one second the provider can express.
+            builder.DefaultTimeout = Math.Max(1, (int)Math.Ceiling(options.BusyTimeout.TotalSeconds));
             _connectionString = builder.ConnectionString;
             DataSource = builder.DataSource;
             var synchronous = options.Durability == SqliteDurability.FsyncEveryCommit ? "FULL" : "NORMAL";
@@ -142,6 +144,7 @@ public sealed class SqlitePersistenceBackend : IPersistenceBackend
 
         protected override string StoreName => $"SQLite database '{DataSource}'";
 
+        // Called once per kept-open connection (see SqlStore's sessions), so the pragmas are applied once per connection.
         protected override async Task<DbConnection> OpenAsync(CancellationToken cancellationToken)
         {
             var connection = new SqliteConnection(_connectionString);
@@ -233,11 +236,16 @@ public sealed class SqlitePersistenceBackend : IPersistenceBackend
 
         protected override string ForShare => "";
 
+        protected override void ClearPool()
+        {
+            using var connection = new SqliteConnection(_connectionString);
+            SqliteConnection.ClearPool(connection);
+        }
+
         public override void Dispose()
         {
             base.Dispose();
-            using var connection = new SqliteConnection(_connectionString);
-            SqliteConnection.ClearPool(connection);
+            ClearPool();
         }
     }
 }
