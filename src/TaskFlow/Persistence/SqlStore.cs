@@ -201,7 +201,19 @@ internal abstract class SqlStore : IDisposable
     public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken)
     {
         var atoms = BackendSupport.EncodeAtoms(flowDetailId, atomDetails, MaxBytes);
-        return WriteAsync($"save {atoms.Length} atom(s) of flow detail {flowDetailId}", async (s, tx) =>
+        return SaveEncodedAtomsAsync(flowDetailId, atoms, $"save {atoms.Length} atom(s) of flow detail {flowDetailId}", cancellationToken);
+    }
+
+    private async Task SaveEncodedAtomsAsync(Guid flowDetailId, EncodedAtom[] atoms, string operation, CancellationToken cancellationToken)
+    {
+        if (atoms.Length > 0 && SavesKnownAtomsInOneRoundTrip)
+        {
+            var outcome = await GatedWriteAsync(() => InSessionAsync(operation,
+                s => SaveKnownAtomsInOneRoundTripAsync(s.Connection, flowDetailId, atoms, cancellationToken), cancellationToken), cancellationToken).ConfigureAwait(false);
+            if (outcome == KnownAtomsSave.Saved) return;
+            if (outcome == KnownAtomsSave.FlowMissing) throw BackendSupport.FlowNotFound(flowDetailId);
+        }
+        await WriteAsync(operation, async (s, tx) =>
         {
             var (flowFound, updated) = await TouchFlowAndUpdateKnownAtomsAsync(s, tx, flowDetailId, atoms, cancellationToken).ConfigureAwait(false);
             if (!flowFound) throw BackendSupport.FlowNotFound(flowDetailId);
@@ -210,8 +222,31 @@ internal abstract class SqlStore : IDisposable
             if (updated < atoms.Length)
                 await UpsertAtomsAsync(s.Connection, tx, flowDetailId, atoms, cancellationToken).ConfigureAwait(false);
             return true;
-        }, cancellationToken);
+        }, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>What <see cref="SaveKnownAtomsInOneRoundTripAsync"/> did.</summary>
+    protected enum KnownAtomsSave
+    {
+        /// <summary>Every atom was stored with the batch's id, name and kind, and is now updated; the flow is stamped.</summary>
+        Saved,
+
+        /// <summary>The flow detail is not stored; nothing was written.</summary>
+        FlowMissing,
+
+        /// <summary>Some atom is new or stored under another name or kind; nothing was written, the checked path must run.</summary>
+        NotAllKnown,
+    }
+
+    /// <summary>Whether the dialect implements <see cref="SaveKnownAtomsInOneRoundTripAsync"/>.</summary>
+    protected virtual bool SavesKnownAtomsInOneRoundTrip => false;
+
+    /// <summary>
+    /// Saves a batch of atoms that are all already stored (an engine's saves, nearly always) in one round trip and one
+    /// implicit transaction, or writes nothing. Runs outside any transaction of <see cref="SqlStore"/>.
+    /// </summary>
+    protected virtual Task<KnownAtomsSave> SaveKnownAtomsInOneRoundTripAsync(DbConnection connection, Guid flowId, IReadOnlyList<EncodedAtom> atoms, CancellationToken ct) =>
+        throw new NotSupportedException("This dialect saves atoms through the checked path only.");
 
     /// <summary>
     /// The save of an engine, nearly always updates of atoms the store already has, in as few statements as it takes:
@@ -232,9 +267,9 @@ internal abstract class SqlStore : IDisposable
             // One round trip for the whole save (the provider sends BEGIN with it); the commit is the second.
             await using var batch = s.Connection.CreateBatch();
             batch.Transaction = tx;
-            AddBatchCommand(batch, _touchFlowSql, ("now", now), ("id", flow));
+            AddBatchCommand(batch, _touchFlowSql, ("@now", now), ("@id", flow));
             foreach (var a in atoms)
-                AddBatchCommand(batch, _updateAtomSql, ("state", a.StateName), ("data", Encoding.UTF8.GetString(a.Data)), ("f", flow), ("id", IdValue(a.Id)), ("name", a.Name), ("kind", a.Kind));
+                AddBatchCommand(batch, _updateAtomSql, ("@state", a.StateName), ("@data", Encoding.UTF8.GetString(a.Data)), ("@f", flow), ("@id", IdValue(a.Id)), ("@name", a.Name), ("@kind", a.Kind));
             await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             if (batch.BatchCommands[0].RecordsAffected == 0) return (false, 0);
             var updated = 0;
@@ -243,11 +278,11 @@ internal abstract class SqlStore : IDisposable
         }
         else
         {
-            if (await s.Reuse(tx, _touchFlowSql, ("now", now), ("id", flow)).ExecuteNonQueryAsync(ct).ConfigureAwait(false) == 0)
+            if (await s.Reuse(tx, _touchFlowSql, ("@now", now), ("@id", flow)).ExecuteNonQueryAsync(ct).ConfigureAwait(false) == 0)
                 return (false, 0);
             var updated = 0;
             foreach (var a in atoms)
-                updated += await s.Reuse(tx, _updateAtomSql, ("state", a.StateName), ("data", Encoding.UTF8.GetString(a.Data)), ("f", flow), ("id", IdValue(a.Id)), ("name", a.Name), ("kind", a.Kind))
+                updated += await s.Reuse(tx, _updateAtomSql, ("@state", a.StateName), ("@data", Encoding.UTF8.GetString(a.Data)), ("@f", flow), ("@id", IdValue(a.Id)), ("@name", a.Name), ("@kind", a.Kind))
                     .ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             return (true, updated);
         }
@@ -260,7 +295,7 @@ internal abstract class SqlStore : IDisposable
         foreach (var (name, value) in parameters)
         {
             var p = command.CreateParameter();
-            p.ParameterName = name;
+            p.ParameterName = Prefixed(name);
             p.Value = value ?? DBNull.Value;
             command.Parameters.Add(p);
         }
@@ -384,7 +419,7 @@ internal abstract class SqlStore : IDisposable
                 foreach (var (name, value) in row)
                 {
                     var p = command.CreateParameter();
-                    p.ParameterName = name;
+                    p.ParameterName = Prefixed(name);
                     p.Value = value ?? DBNull.Value;
                     command.Parameters.Add(p);
                 }
@@ -397,14 +432,18 @@ internal abstract class SqlStore : IDisposable
             await using var cmd = Command(c, tx, sql, rows[0]);
             foreach (var row in rows)
             {
-                foreach (var (name, value) in row)
-                    cmd.Parameters[name].Value = value ?? DBNull.Value;
+                for (var i = 0; i < row.Length; i++)
+                    cmd.Parameters[i].Value = row[i].Item2 ?? DBNull.Value;
                 await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             }
         }
     }
 
     // ------------------------------------------------------------------ plumbing
+
+    // Named as in the SQL text: Microsoft.Data.Sqlite otherwise tries each prefix ('@', '$', ':') on every bind, which
+    // was a tenth of an atom save; Npgsql accepts either form.
+    private static string Prefixed(string name) => name.StartsWith('@') ? name : "@" + name;
 
     protected static DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
     {
@@ -414,7 +453,7 @@ internal abstract class SqlStore : IDisposable
         foreach (var (name, value) in parameters)
         {
             var p = cmd.CreateParameter();
-            p.ParameterName = name;
+            p.ParameterName = Prefixed(name);
             p.Value = value ?? DBNull.Value;
             cmd.Parameters.Add(p);
         }
@@ -430,14 +469,17 @@ internal abstract class SqlStore : IDisposable
         catch (ArgumentException ex) { throw Malformed(subject, ex.Message, ex); }
     }
 
-    private async Task<T> WriteAsync<T>(string operation, Func<Session, DbTransaction, Task<T>> body, CancellationToken cancellationToken)
+    private Task<T> WriteAsync<T>(string operation, Func<Session, DbTransaction, Task<T>> body, CancellationToken cancellationToken) =>
+        GatedWriteAsync(() => InTransactionAsync(operation, write: true, body, cancellationToken), cancellationToken);
+
+    private async Task<T> GatedWriteAsync<T>(Func<Task<T>> write, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         await _schema.EnsureAsync(cancellationToken).ConfigureAwait(false);
         if (_writeGate is not null) await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return await InTransactionAsync(operation, write: true, body, cancellationToken).ConfigureAwait(false);
+            return await write().ConfigureAwait(false);
         }
         finally
         {
@@ -452,41 +494,44 @@ internal abstract class SqlStore : IDisposable
         return await InTransactionAsync(operation, write: false, body, cancellationToken).ConfigureAwait(false);
     }
 
+    private Task<T> InTransactionAsync<T>(string operation, bool write, Func<Session, DbTransaction, Task<T>> body, CancellationToken cancellationToken) =>
+        InSessionAsync(operation, async session =>
+        {
+            await using var transaction = write
+                ? await BeginWriteAsync(session.Connection, cancellationToken).ConfigureAwait(false)
+                : await BeginReadAsync(session.Connection, cancellationToken).ConfigureAwait(false);
+            var result = await body(session, transaction).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return result;
+        }, cancellationToken);
+
     /// <summary>
-    /// Runs <paramref name="body"/> in a transaction on a kept-open connection. The connection goes back to the idle
-    /// set after a commit, or after a refusal of ours (rolled back, the connection is fine); after a provider error or
-    /// a cancellation it is closed, together with every idle one and the provider's pool — the server may have restarted,
+    /// Runs <paramref name="body"/> on a kept-open connection. The connection goes back to the idle set after success,
+    /// or after a refusal of ours (its transaction rolled back, the connection is fine); after a provider error or a
+    /// cancellation it is closed, together with every idle one and the provider's pool — the server may have restarted,
     /// and the next call then starts on a fresh connection instead of failing again.
     /// </summary>
-    private async Task<T> InTransactionAsync<T>(string operation, bool write, Func<Session, DbTransaction, Task<T>> body, CancellationToken cancellationToken)
+    private async Task<T> InSessionAsync<T>(string operation, Func<Session, Task<T>> body, CancellationToken cancellationToken)
     {
         Session? session = null;
         var keep = false;
         try
         {
             session = await RentAsync(cancellationToken).ConfigureAwait(false);
-            T result;
-            await using (var transaction = write
-                ? await BeginWriteAsync(session.Connection, cancellationToken).ConfigureAwait(false)
-                : await BeginReadAsync(session.Connection, cancellationToken).ConfigureAwait(false))
+            try
             {
-                try
-                {
-                    result = await body(session, transaction).ConfigureAwait(false);
-                }
-                catch (TaskFlowException)
-                {
-                    keep = true;
-                    throw;
-                }
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                var result = await body(session).ConfigureAwait(false);
+                keep = true;
+                return result;
             }
-            keep = true;
-            return result;
+            catch (TaskFlowException)
+            {
+                keep = true;
+                throw;
+            }
         }
         catch (DbException ex)
         {
-            keep = false;
             throw Translate(ex, operation) ?? new PersistenceException($"{StoreName}: could not {operation}: {ex.Message}", ex);
         }
         finally
