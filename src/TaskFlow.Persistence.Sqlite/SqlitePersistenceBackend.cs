@@ -170,6 +170,20 @@ public sealed class SqlitePersistenceBackend : IPersistenceBackend
         protected override Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken cancellationToken) =>
             Task.FromResult<DbTransaction>(((SqliteConnection)connection).BeginTransaction(deferred: true));
 
+        // On kept-open connections BEGIN and COMMIT are reused commands: Microsoft.Data.Sqlite's BeginTransaction builds
+        // and compiles both texts for every transaction, an eighth of an engine's save.
+        protected override Task<DbTransaction> BeginWriteAsync(Session session, CancellationToken cancellationToken) =>
+            BeginStatementTransactionAsync(session, "BEGIN IMMEDIATE", cancellationToken);
+
+        protected override Task<DbTransaction> BeginReadAsync(Session session, CancellationToken cancellationToken) =>
+            BeginStatementTransactionAsync(session, "BEGIN DEFERRED", cancellationToken);
+
+        private static async Task<DbTransaction> BeginStatementTransactionAsync(Session session, string begin, CancellationToken cancellationToken)
+        {
+            await session.Reuse(null, begin).ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return new StatementTransaction(session.Connection, session.Reuse(null, "COMMIT"), session.Reuse(null, "ROLLBACK"));
+        }
+
         protected override async Task MigrateAsync(CancellationToken cancellationToken)
         {
             try

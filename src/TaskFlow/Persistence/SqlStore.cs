@@ -49,6 +49,12 @@ internal abstract class SqlStore : IDisposable
 
     protected abstract Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken cancellationToken);
 
+    /// <summary>Begins a write transaction on a kept-open connection (by default as on any connection).</summary>
+    protected virtual Task<DbTransaction> BeginWriteAsync(Session session, CancellationToken cancellationToken) => BeginWriteAsync(session.Connection, cancellationToken);
+
+    /// <summary>Begins a read transaction on a kept-open connection (by default as on any connection).</summary>
+    protected virtual Task<DbTransaction> BeginReadAsync(Session session, CancellationToken cancellationToken) => BeginReadAsync(session.Connection, cancellationToken);
+
     /// <summary>Creates or upgrades the schema in one transaction; refuses a newer version.</summary>
     protected abstract Task MigrateAsync(CancellationToken cancellationToken);
 
@@ -266,7 +272,7 @@ internal abstract class SqlStore : IDisposable
         {
             // One round trip for the whole save (the provider sends BEGIN with it); the commit is the second.
             await using var batch = s.Connection.CreateBatch();
-            batch.Transaction = tx;
+            batch.Transaction = ProviderTransaction(tx);
             AddBatchCommand(batch, _touchFlowSql, ("@now", now), ("@id", flow));
             foreach (var a in atoms)
                 AddBatchCommand(batch, _updateAtomSql, ("@state", a.StateName), ("@data", Encoding.UTF8.GetString(a.Data)), ("@f", flow), ("@id", IdValue(a.Id)), ("@name", a.Name), ("@kind", a.Kind));
@@ -411,7 +417,7 @@ internal abstract class SqlStore : IDisposable
         if (c.CanCreateBatch)
         {
             await using var batch = c.CreateBatch();
-            batch.Transaction = tx;
+            batch.Transaction = ProviderTransaction(tx);
             foreach (var row in rows)
             {
                 var command = batch.CreateBatchCommand();
@@ -448,7 +454,7 @@ internal abstract class SqlStore : IDisposable
     protected static DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
     {
         var cmd = connection.CreateCommand();
-        cmd.Transaction = transaction;
+        cmd.Transaction = ProviderTransaction(transaction);
         cmd.CommandText = sql;
         foreach (var (name, value) in parameters)
         {
@@ -498,8 +504,8 @@ internal abstract class SqlStore : IDisposable
         InSessionAsync(operation, async session =>
         {
             await using var transaction = write
-                ? await BeginWriteAsync(session.Connection, cancellationToken).ConfigureAwait(false)
-                : await BeginReadAsync(session.Connection, cancellationToken).ConfigureAwait(false);
+                ? await BeginWriteAsync(session, cancellationToken).ConfigureAwait(false)
+                : await BeginReadAsync(session, cancellationToken).ConfigureAwait(false);
             var result = await body(session, transaction).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
             return result;
@@ -605,7 +611,7 @@ internal abstract class SqlStore : IDisposable
                 _commands.Add(sql, cmd);
                 return cmd;
             }
-            cmd.Transaction = transaction;
+            cmd.Transaction = ProviderTransaction(transaction);
             for (var i = 0; i < parameters.Length; i++)
                 cmd.Parameters[i].Value = parameters[i].Value ?? DBNull.Value;
             return cmd;
@@ -616,6 +622,62 @@ internal abstract class SqlStore : IDisposable
             foreach (var cmd in _commands.Values) cmd.Dispose();
             _commands.Clear();
             Connection.Dispose();
+        }
+    }
+
+    /// <summary>What a command is given as its transaction: none for a <see cref="StatementTransaction"/>, which the provider does not know of.</summary>
+    private static DbTransaction? ProviderTransaction(DbTransaction? transaction) => transaction is StatementTransaction ? null : transaction;
+
+    /// <summary>
+    /// A transaction begun, committed and rolled back by reused commands on a kept-open connection (for a provider that
+    /// would otherwise build and compile its BEGIN and COMMIT text for every transaction). If the rollback fails the
+    /// connection is closed, so it is never reused in the middle of a transaction.
+    /// </summary>
+    protected sealed class StatementTransaction(DbConnection connection, DbCommand commit, DbCommand rollback) : DbTransaction
+    {
+        private bool _ended;
+
+        public override IsolationLevel IsolationLevel => IsolationLevel.Serializable;
+
+        protected override DbConnection DbConnection => connection;
+
+        public override void Commit()
+        {
+            ObjectDisposedException.ThrowIf(_ended, this);
+            commit.ExecuteNonQuery();
+            _ended = true;
+        }
+
+        public override void Rollback()
+        {
+            if (_ended) return;
+            _ended = true;
+            try
+            {
+                rollback.ExecuteNonQuery();
+            }
+            catch (DbException)
+            {
+                connection.Close();
+                throw;
+            }
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing && !_ended)
+            {
+                try
+                {
+                    Rollback();
+                }
+                catch (DbException)
+                {
+                    // The connection is closed (see Rollback), so it is discarded rather than reused; the error that
+                    // ended the transaction early is the one reported.
+                }
+            }
+            base.Dispose(disposing);
         }
     }
 
