@@ -88,6 +88,8 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
         private readonly NpgsqlDataSource _dataSource;
         private readonly string _q;
         private readonly string _storeName;
+        private string? _stampIfAllKnownSql;
+        private string? _updateKnownSql;
 
         private string[] Migrations =>
         [
@@ -142,7 +144,12 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
             Schema = options.Schema;
             _q = $"\"{Schema}\"";
             _storeName = $"PostgreSQL schema '{Schema}' in database '{builder.Database}' on {builder.Host}:{builder.Port}";
-            _dataSource = new NpgsqlDataSourceBuilder(options.ConnectionString).Build();
+            var dataSource = new NpgsqlDataSourceBuilder(options.ConnectionString);
+            // The few statements of the hot paths are run over and over on kept-open connections: let Npgsql prepare
+            // them on the server after their second use, unless the connection string chose otherwise.
+            if (dataSource.ConnectionStringBuilder.MaxAutoPrepare == 0 && !builder.ContainsKey("Max Auto Prepare"))
+                dataSource.ConnectionStringBuilder.MaxAutoPrepare = 32;
+            _dataSource = dataSource.Build();
         }
 
         public string Schema { get; }
@@ -221,6 +228,67 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
                     $"{StoreName}: could not {operation}: PostgreSQL's jsonb cannot hold this value ({pg.MessageText}); most often a string contains \\u0000. Nothing was saved.",
                     exception)
                 : null;
+
+        protected override bool SavesKnownAtomsInOneRoundTrip => true;
+
+        /// <summary>
+        /// Two statements sent together without BEGIN, so PostgreSQL runs them as one implicit transaction: the first
+        /// stamps the flow row (taking its lock) and sets <c>updated_at</c> to NULL — refused by its NOT NULL constraint,
+        /// which rolls everything back — unless every atom of the batch is stored with the batch's id, name and kind; the
+        /// second updates those rows. Fixed texts with array parameters, so Npgsql prepares them once per connection.
+        /// </summary>
+        protected override async Task<KnownAtomsSave> SaveKnownAtomsInOneRoundTripAsync(DbConnection connection, Guid flowId, IReadOnlyList<EncodedAtom> atoms, CancellationToken ct)
+        {
+            _stampIfAllKnownSql ??=
+                $"UPDATE {_q}.flow_details SET updated_at = CASE WHEN (SELECT count(*) FROM {_q}.atom_details a " +
+                "JOIN unnest(@ids, @names, @kinds) AS v (id, name, kind) ON a.id = v.id AND a.name = v.name AND a.kind = v.kind " +
+                "WHERE a.flow_detail_id = @f) = cardinality(@ids) THEN @now END WHERE id = @f";
+            _updateKnownSql ??=
+                $"UPDATE {_q}.atom_details a SET state = v.state, data = v.data " +
+                "FROM unnest(@ids, @names, @kinds, @states, CAST(@data AS jsonb[])) AS v (id, name, kind, state, data) " +
+                "WHERE a.flow_detail_id = @f AND a.id = v.id AND a.name = v.name AND a.kind = v.kind";
+            var ids = new Guid[atoms.Count];
+            var names = new string[atoms.Count];
+            var kinds = new string[atoms.Count];
+            var states = new string[atoms.Count];
+            var data = new string[atoms.Count];
+            for (var i = 0; i < atoms.Count; i++)
+            {
+                ids[i] = atoms[i].Id;
+                names[i] = atoms[i].Name;
+                kinds[i] = atoms[i].Kind;
+                states[i] = atoms[i].StateName;
+                data[i] = System.Text.Encoding.UTF8.GetString(atoms[i].Data);
+            }
+            await using var batch = new NpgsqlBatch((NpgsqlConnection)connection);
+            var stamp = new NpgsqlBatchCommand(_stampIfAllKnownSql);
+            stamp.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", ids));
+            stamp.Parameters.Add(new NpgsqlParameter<string[]>("names", names));
+            stamp.Parameters.Add(new NpgsqlParameter<string[]>("kinds", kinds));
+            stamp.Parameters.Add(new NpgsqlParameter<Guid>("f", flowId));
+            stamp.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", ModelValues.NormalizeTimestamp(Time.GetUtcNow())));
+            batch.BatchCommands.Add(stamp);
+            var update = new NpgsqlBatchCommand(_updateKnownSql);
+            update.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", ids));
+            update.Parameters.Add(new NpgsqlParameter<string[]>("names", names));
+            update.Parameters.Add(new NpgsqlParameter<string[]>("kinds", kinds));
+            update.Parameters.Add(new NpgsqlParameter<string[]>("states", states));
+            update.Parameters.Add(new NpgsqlParameter<string[]>("data", data));
+            update.Parameters.Add(new NpgsqlParameter<Guid>("f", flowId));
+            batch.BatchCommands.Add(update);
+            try
+            {
+                await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            }
+            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.NotNullViolation && ex.TableName == "flow_details")
+            {
+                return KnownAtomsSave.NotAllKnown;
+            }
+            // A missing flow has no atoms either: neither statement changed a row.
+            return stamp.RecordsAffected == 0 ? KnownAtomsSave.FlowMissing : KnownAtomsSave.Saved;
+        }
+
+        protected override void ClearPool() => _dataSource.Clear();
 
         public async ValueTask DisposeAsync()
         {

@@ -28,7 +28,10 @@ public sealed class SqlitePersistenceOptions
     /// <summary>Durability of commits. Default <see cref="SqliteDurability.FsyncEveryCommit"/>.</summary>
     public SqliteDurability Durability { get; init; } = SqliteDurability.FsyncEveryCommit;
 
-    /// <summary>How long an operation waits for another connection's write lock before failing. Default 30 s.</summary>
+    /// <summary>
+    /// How long an operation waits for another connection's write lock before failing. Default 30 s. Waits are rounded up
+    /// to whole seconds by the provider, so <see cref="TimeSpan.Zero"/> fails after about a second.
+    /// </summary>
     public TimeSpan BusyTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Documents (an atom, or metadata) larger than this are refused when written or read. Default 64 MiB.</summary>

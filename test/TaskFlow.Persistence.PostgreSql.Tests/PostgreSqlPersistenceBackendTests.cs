@@ -43,6 +43,65 @@ public sealed class PostgreSqlPersistenceBackendTests : DurablePersistenceBacken
         AssertSameFlow(flow, await backend.GetFlowDetailAsync(flow.Id));
     });
 
+    /// <summary>A backend on this test's schema whose connections carry an application name of their own, to find them on the server.</summary>
+    private PostgreSqlPersistenceBackend Tagged(string applicationName) =>
+        new(new PostgreSqlPersistenceOptions { ConnectionString = $"{_connectionString};Application Name={applicationName}", Schema = _schema, TimeProvider = Clock });
+
+    private async Task<long> ServerConnectionsAsync(string applicationName)
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(_connectionString);
+        await connection.OpenAsync();
+        await using var cmd = new Npgsql.NpgsqlCommand("SELECT count(*) FROM pg_stat_activity WHERE application_name = @a", connection);
+        cmd.Parameters.AddWithValue("a", applicationName);
+        return (long)(await cmd.ExecuteScalarAsync())!;
+    }
+
+    [Fact]
+    public Task DisposeAsync_ClosesEveryConnection() => RunAsync(async _ =>
+    {
+        var name = "tf-close-" + Guid.NewGuid().ToString("N")[..12];
+        var backend = Tagged(name);
+        var book = LogBook.Create("book", Clock);
+        await backend.SaveLogBookAsync(book);
+        var flow = FlowDetail.Create(book.Id, "f", Clock) with { Atoms = [TaskDetail.Create("a")] };
+        await backend.SaveFlowDetailAsync(flow);
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => (Task)backend.GetFlowDetailAsync(flow.Id)).Append(backend.ListLogBooksAsync()));
+        Assert.True(await ServerConnectionsAsync(name) > 0);
+
+        await backend.DisposeAsync();
+
+        // The server notices a closed connection asynchronously; wait for it rather than for a fixed time.
+        var remaining = await ServerConnectionsAsync(name);
+        for (var i = 0; i < 100 && remaining > 0; i++)
+        {
+            await Task.Delay(50);
+            remaining = await ServerConnectionsAsync(name);
+        }
+        Assert.Equal(0, remaining);
+    });
+
+    [Fact]
+    public Task ConnectionsEndedByTheServer_FailOneCallClearly_AndTheNextOneWorks() => RunAsync(async _ =>
+    {
+        var name = "tf-kill-" + Guid.NewGuid().ToString("N")[..12];
+        await using var backend = Tagged(name);
+        var book = LogBook.Create("book", Clock);
+        await backend.SaveLogBookAsync(book);
+        var a = TaskDetail.Create("a");
+        var flow = FlowDetail.Create(book.Id, "f", Clock) with { Atoms = [a] };
+        await backend.SaveFlowDetailAsync(flow);
+        await backend.SaveAtomDetailsAsync(flow.Id, [a with { State = States.AtomState.Running }]);
+
+        // As a server restart would: every connection of this backend is ended under it.
+        await PostgresTestServer.ExecuteAsync(_connectionString!, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = @a", ("a", name));
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => backend.SaveAtomDetailsAsync(flow.Id, [a.WithSuccess(Json("1"))]));
+        Assert.Contains(_schema, ex.Message);
+        Assert.Contains("could not save 1 atom(s)", ex.Message);
+
+        await backend.SaveAtomDetailsAsync(flow.Id, [a.WithSuccess(Json("2"))]);
+        AssertSameAtom(a.WithSuccess(Json("2")), (await backend.GetFlowDetailAsync(flow.Id))!.Atoms[0]);
+    });
+
     [Fact]
     public Task Tables_UseJsonbColumns() => RunAsync(async backend =>
     {

@@ -113,6 +113,55 @@ public sealed class SqlitePersistenceBackendTests : DurablePersistenceBackendCon
         Assert.Equal(2L, (long?)await cmd.ExecuteScalarAsync());
     }
 
+    [Fact]
+    public async Task DisposeAsync_ClosesEveryConnection_SoTheWalIsCheckpointedAndRemoved()
+    {
+        var path = Path.Combine(_dir, "closing.db");
+        var backend = new SqlitePersistenceBackend($"Data Source={path}");
+        var book = LogBook.Create("b", Clock);
+        await backend.SaveLogBookAsync(book);
+        var a = TaskDetail.Create("a");
+        var flow = FlowDetail.Create(book.Id, "f", Clock) with { Atoms = [a] };
+        await backend.SaveFlowDetailAsync(flow);
+        // Reads next to each other and to a save, so more than one connection is kept open.
+        await Task.WhenAll(
+            backend.GetFlowDetailAsync(flow.Id),
+            backend.ListLogBooksAsync(),
+            backend.SaveAtomDetailsAsync(flow.Id, [a.WithSuccess(Json("1"))]));
+        Assert.True(File.Exists(path + "-wal"), "the backend should be using a write-ahead log while open");
+
+        await backend.DisposeAsync();
+
+        // SQLite folds the log into the database and deletes it when the last connection to the file closes.
+        Assert.False(File.Exists(path + "-wal"), "a connection to the database is still open after DisposeAsync");
+    }
+
+    [Fact]
+    public async Task AfterADatabaseError_TheFailedCallIsReported_AndTheNextOneWorks()
+    {
+        var path = Path.Combine(_dir, "busy.db");
+        await using var backend = new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = $"Data Source={path}", BusyTimeout = TimeSpan.Zero });
+        var book = LogBook.Create("b", Clock);
+        await backend.SaveLogBookAsync(book);
+        var a = TaskDetail.Create("a");
+        var flow = FlowDetail.Create(book.Id, "f", Clock) with { Atoms = [a] };
+        await backend.SaveFlowDetailAsync(flow);
+        await backend.SaveAtomDetailsAsync(flow.Id, [a with { State = States.AtomState.Running }]);
+
+        await using (var holder = new SqliteConnection($"Data Source={path};Pooling=False"))
+        {
+            // Another writer holds the database's write lock, and the backend was told not to wait for it.
+            await holder.OpenAsync();
+            await using var tx = holder.BeginTransaction(deferred: false);
+            var ex = await Assert.ThrowsAsync<PersistenceException>(() => backend.SaveAtomDetailsAsync(flow.Id, [a.WithSuccess(Json("1"))]));
+            Assert.Contains(path, ex.Message);
+            Assert.Contains("could not save 1 atom(s)", ex.Message);
+        }
+
+        await backend.SaveAtomDetailsAsync(flow.Id, [a.WithSuccess(Json("2"))]);
+        AssertSameAtom(a.WithSuccess(Json("2")), (await backend.GetFlowDetailAsync(flow.Id))!.Atoms[0]);
+    }
+
     [Theory]
     [InlineData(SqliteDurability.FsyncEveryCommit)]
     [InlineData(SqliteDurability.WalNoFsync)]

@@ -1,3 +1,4 @@
+using TaskFlow.Failures;
 using TaskFlow.Persistence;
 using TaskFlow.States;
 using static TaskFlow.TestUtilities.PersistenceSamples;
@@ -99,5 +100,75 @@ public abstract class DurablePersistenceBackendContract : PersistenceBackendCont
         var loaded = (await backend.GetFlowDetailAsync(flow.Id))!;
         Assert.Equal(30, loaded.Atoms.Count);
         Assert.Equal(30, loaded.Atoms.Select(a => a.Name).Distinct().Count());
+    });
+
+    [Fact]
+    public Task TwoInstances_OneDeletesOrRecreatesTheFlow_TheOthersSavesFollowWhatIsStored() => RunAsync(async backend =>
+    {
+        var book = LogBook.Create("book", Clock);
+        await backend.SaveLogBookAsync(book);
+        var x = TaskDetail.Create("x");
+        var flow = FlowDetail.Create(book.Id, "shared", Clock) with { Atoms = [x] };
+        await backend.SaveFlowDetailAsync(flow);
+        // Updates of a known atom, so whatever this instance keeps between saves is warm.
+        await backend.SaveAtomDetailsAsync(flow.Id, [x with { State = AtomState.Running }]);
+        await backend.SaveAtomDetailsAsync(flow.Id, [x.WithSuccess(Json("1"))]);
+        await using var other = Reopen(Clock);
+
+        // Deleted by the other instance: reported, and nothing comes back.
+        Assert.True(await other.DeleteFlowDetailAsync(flow.Id));
+        var missing = await Assert.ThrowsAsync<NotFoundException>(() => backend.SaveAtomDetailsAsync(flow.Id, [x.WithSuccess(Json("2"))]));
+        Assert.Contains(flow.Id.ToString(), missing.Message);
+        Assert.Null(await other.GetFlowDetailAsync(flow.Id));
+
+        // Re-created with the same atom id as another kind: the first instance's task detail is refused.
+        var recreated = flow with { Atoms = [new RetryDetail { Id = x.Id, Name = "x" }] };
+        await other.SaveFlowDetailAsync(recreated);
+        var kind = await Assert.ThrowsAsync<PersistenceException>(() => backend.SaveAtomDetailsAsync(flow.Id, [x.WithSuccess(Json("3"))]));
+        Assert.Contains("retry", kind.Message);
+        AssertSameFlow(recreated, await other.GetFlowDetailAsync(flow.Id));
+
+        // Re-created with the name 'x' under a new id: the old id cannot take the name back.
+        Assert.True(await other.DeleteFlowDetailAsync(flow.Id));
+        var newX = TaskDetail.Create("x");
+        var again = flow with { Atoms = [newX] };
+        await other.SaveFlowDetailAsync(again);
+        var name = await Assert.ThrowsAsync<PersistenceException>(() => backend.SaveAtomDetailsAsync(flow.Id, [x.WithSuccess(Json("4"))]));
+        Assert.Contains(newX.Id.ToString(), name.Message);
+        AssertSameFlow(again, await backend.GetFlowDetailAsync(flow.Id));
+
+        // Renamed rows are refused too: the stored 'x' cannot be saved as 'y' by either instance.
+        await Assert.ThrowsAsync<PersistenceException>(() => backend.SaveAtomDetailsAsync(flow.Id, [newX with { Name = "y" }]));
+
+        // And both instances keep working on what is stored.
+        await backend.SaveAtomDetailsAsync(flow.Id, [newX.WithSuccess(Json("5"))]);
+        await other.SaveAtomDetailsAsync(flow.Id, [TaskDetail.Create("z")]);
+        var loaded = (await other.GetFlowDetailAsync(flow.Id))!;
+        Assert.Equal(["x", "z"], loaded.Atoms.Select(a => a.Name));
+        Assert.Equal(AtomState.Success, loaded.Atoms[0].State);
+    });
+
+    [Fact]
+    public Task TwoInstances_InterleavedSavesOfOneFlow_KeepTheLastWriteAndTheFirstSaveOrder() => RunAsync(async backend =>
+    {
+        var book = LogBook.Create("book", Clock);
+        await backend.SaveLogBookAsync(book);
+        var flow = FlowDetail.Create(book.Id, "shared", Clock);
+        await backend.SaveFlowDetailAsync(flow);
+        await using var other = Reopen(Clock);
+        var instances = new[] { backend, other };
+        var atoms = Enumerable.Range(0, 6).Select(i => TaskDetail.Create($"t{i}")).ToArray();
+
+        for (var round = 0; round < 4; round++)
+            for (var i = 0; i < atoms.Length; i++)
+                await instances[(round + i) % 2].SaveAtomDetailsAsync(flow.Id, [atoms[i].WithSuccess(Json($"{round * 10 + i}"))]);
+
+        foreach (var instance in instances)
+        {
+            var loaded = (await instance.GetFlowDetailAsync(flow.Id))!;
+            Assert.Equal(atoms.Select(a => a.Name), loaded.Atoms.Select(a => a.Name));
+            for (var i = 0; i < atoms.Length; i++)
+                AssertSameAtom(atoms[i].WithSuccess(Json($"{30 + i}")), loaded.Atoms[i]);
+        }
     });
 }

@@ -397,6 +397,28 @@ public abstract class PersistenceBackendContract : IAsyncLifetime
     });
 
     [Fact]
+    public Task SaveAtomDetailsAsync_UpdateOfAStoredAtomBatchedWithAConflict_WritesNothing() => RunAsync(async backend =>
+    {
+        var book = await SavedBookAsync(backend);
+        var a = TaskDetail.Create("a");
+        var b = TaskDetail.Create("b");
+        var flow = await SavedFlowAsync(backend, book.Id, "f", a, b);
+        await backend.SaveAtomDetailsAsync(flow.Id, [a with { State = AtomState.Running }]);
+        var before = (await backend.GetFlowDetailAsync(flow.Id))!;
+        Clock.Advance(TimeSpan.FromSeconds(5));
+
+        // The update of 'a' alone would be accepted; the new atom taking the name 'b' is not, so neither is saved.
+        var impostor = TaskDetail.Create("b");
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => backend.SaveAtomDetailsAsync(flow.Id, [a.WithSuccess(Json("1")), impostor]));
+        Assert.Contains(b.Id.ToString(), ex.Message);
+        var kind = await Assert.ThrowsAsync<PersistenceException>(() =>
+            backend.SaveAtomDetailsAsync(flow.Id, [a.WithSuccess(Json("2")), new RetryDetail { Id = b.Id, Name = "b" }]));
+        Assert.Contains("retry", kind.Message);
+
+        AssertSameFlow(before, await backend.GetFlowDetailAsync(flow.Id));
+    });
+
+    [Fact]
     public Task SaveAtomDetailsAsync_DuplicatesWithinTheBatch_AreRejected() => RunAsync(async backend =>
     {
         var book = await SavedBookAsync(backend);

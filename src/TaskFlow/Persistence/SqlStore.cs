@@ -1,5 +1,6 @@
 using System.Data;
 using System.Data.Common;
+using TaskFlow.Failures;
 using System.Text;
 using TaskFlow.States;
 
@@ -15,8 +16,16 @@ namespace TaskFlow.Persistence;
 internal abstract class SqlStore : IDisposable
 {
     private const int HeaderQueryChunk = 400;
+
+    /// <summary>How many idle connections are kept open between operations (more are closed when returned).</summary>
+    private const int MaxIdleSessions = 4;
+
     private readonly SemaphoreSlim? _writeGate;
     private readonly SchemaGate _schema;
+    private readonly Stack<Session> _idle = new();
+    private bool _disposed;
+    private string? _touchFlowSql;
+    private string? _updateAtomSql;
 
     protected SqlStore(int maxDocumentBytes, TimeProvider? timeProvider, bool serializeWritesInProcess)
     {
@@ -39,6 +48,12 @@ internal abstract class SqlStore : IDisposable
     protected abstract Task<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken cancellationToken);
 
     protected abstract Task<DbTransaction> BeginReadAsync(DbConnection connection, CancellationToken cancellationToken);
+
+    /// <summary>Begins a write transaction on a kept-open connection (by default as on any connection).</summary>
+    protected virtual Task<DbTransaction> BeginWriteAsync(Session session, CancellationToken cancellationToken) => BeginWriteAsync(session.Connection, cancellationToken);
+
+    /// <summary>Begins a read transaction on a kept-open connection (by default as on any connection).</summary>
+    protected virtual Task<DbTransaction> BeginReadAsync(Session session, CancellationToken cancellationToken) => BeginReadAsync(session.Connection, cancellationToken);
 
     /// <summary>Creates or upgrades the schema in one transaction; refuses a newer version.</summary>
     protected abstract Task MigrateAsync(CancellationToken cancellationToken);
@@ -72,9 +87,9 @@ internal abstract class SqlStore : IDisposable
     public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken)
     {
         var meta = Encoding.UTF8.GetString(BackendSupport.EncodeLogBookMetadata(logBook, MaxBytes));
-        return WriteAsync($"save {ModelCodec.Subject(logBook)}", async (c, tx) =>
+        return WriteAsync($"save {ModelCodec.Subject(logBook)}", async (s, tx) =>
         {
-            await using var cmd = Command(c, tx,
+            await using var cmd = Command(s.Connection, tx,
                 $"INSERT INTO {Table("logbooks")} (id, name, created_at, updated_at, meta) VALUES (@id, @name, @created, @updated, {Json("@meta")}) " +
                 "ON CONFLICT (id) DO UPDATE SET name = excluded.name, created_at = excluded.created_at, updated_at = excluded.updated_at, meta = excluded.meta",
                 ("id", IdValue(logBook.Id)), ("name", logBook.Name), ("created", TimeValue(logBook.CreatedAt)),
@@ -85,20 +100,20 @@ internal abstract class SqlStore : IDisposable
     }
 
     public Task<LogBook?> GetLogBookAsync(Guid logBookId, CancellationToken cancellationToken) =>
-        ReadAsync($"read logbook {logBookId}", async (c, tx) =>
+        ReadAsync($"read logbook {logBookId}", async (s, tx) =>
         {
-            var books = await QueryLogBooksAsync(c, tx, "WHERE id = @id", cancellationToken, ("id", IdValue(logBookId))).ConfigureAwait(false);
+            var books = await QueryLogBooksAsync(s.Connection, tx, "WHERE id = @id", cancellationToken, ("id", IdValue(logBookId))).ConfigureAwait(false);
             return books.Count == 0 ? null : books[0];
         }, cancellationToken);
 
     public Task<IReadOnlyList<LogBook>> ListLogBooksAsync(CancellationToken cancellationToken) =>
-        ReadAsync<IReadOnlyList<LogBook>>("list logbooks", async (c, tx) =>
-            await QueryLogBooksAsync(c, tx, "ORDER BY created_at, id", cancellationToken).ConfigureAwait(false), cancellationToken);
+        ReadAsync<IReadOnlyList<LogBook>>("list logbooks", async (s, tx) =>
+            await QueryLogBooksAsync(s.Connection, tx, "ORDER BY created_at, id", cancellationToken).ConfigureAwait(false), cancellationToken);
 
     public Task<bool> DeleteLogBookAsync(Guid logBookId, CancellationToken cancellationToken) =>
-        WriteAsync($"delete logbook {logBookId}", async (c, tx) =>
+        WriteAsync($"delete logbook {logBookId}", async (s, tx) =>
         {
-            await using var cmd = Command(c, tx, $"DELETE FROM {Table("logbooks")} WHERE id = @id", ("id", IdValue(logBookId)));
+            await using var cmd = Command(s.Connection, tx, $"DELETE FROM {Table("logbooks")} WHERE id = @id", ("id", IdValue(logBookId)));
             return await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
         }, cancellationToken);
 
@@ -131,16 +146,16 @@ internal abstract class SqlStore : IDisposable
     {
         var meta = Encoding.UTF8.GetString(BackendSupport.EncodeFlowHeaderMetadata(flowDetail, MaxBytes));
         var atoms = BackendSupport.EncodeAtoms(flowDetail.Id, flowDetail.Atoms, MaxBytes);
-        return WriteAsync($"save {ModelCodec.Subject(flowDetail)}", async (c, tx) =>
+        return WriteAsync($"save {ModelCodec.Subject(flowDetail)}", async (s, tx) =>
         {
-            await using (var book = Command(c, tx, $"SELECT 1 FROM {Table("logbooks")} WHERE id = @id{ForShare}", ("id", IdValue(flowDetail.LogBookId))))
+            await using (var book = Command(s.Connection, tx, $"SELECT 1 FROM {Table("logbooks")} WHERE id = @id{ForShare}", ("id", IdValue(flowDetail.LogBookId))))
                 if (await book.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null)
                     throw BackendSupport.LogBookNotFound(flowDetail.LogBookId, $"saving flow detail '{flowDetail.Name}' ({flowDetail.Id}) in it");
-            await using (var existing = Command(c, tx, $"SELECT logbook_id FROM {Table("flow_details")} WHERE id = @id{ForUpdate}", ("id", IdValue(flowDetail.Id))))
+            await using (var existing = Command(s.Connection, tx, $"SELECT logbook_id FROM {Table("flow_details")} WHERE id = @id{ForUpdate}", ("id", IdValue(flowDetail.Id))))
             await using (var reader = await existing.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
                 if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && ReadId(reader, 0, "flow_details") is var storedBook && storedBook != flowDetail.LogBookId)
                     throw BackendSupport.FlowInOtherLogBook(flowDetail, storedBook);
-            await using (var upsert = Command(c, tx,
+            await using (var upsert = Command(s.Connection, tx,
                 $"INSERT INTO {Table("flow_details")} (id, logbook_id, name, state, created_at, updated_at, meta) " +
                 $"VALUES (@id, @book, @name, @state, @created, @updated, {Json("@meta")}) " +
                 "ON CONFLICT (id) DO UPDATE SET name = excluded.name, state = excluded.state, created_at = excluded.created_at, updated_at = excluded.updated_at, meta = excluded.meta",
@@ -148,40 +163,40 @@ internal abstract class SqlStore : IDisposable
                 ("state", flowDetail.State.ToTaskFlowName()), ("created", TimeValue(flowDetail.CreatedAt)),
                 ("updated", TimeValue(flowDetail.UpdatedAt)), ("meta", meta)))
                 await upsert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            await UpsertAtomsAsync(c, tx, flowDetail.Id, atoms, cancellationToken).ConfigureAwait(false);
+            await UpsertAtomsAsync(s.Connection, tx, flowDetail.Id, atoms, cancellationToken).ConfigureAwait(false);
             return true;
         }, cancellationToken);
     }
 
     public Task<FlowDetail?> GetFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken) =>
-        ReadAsync($"read flow detail {flowDetailId}", async (c, tx) =>
+        ReadAsync($"read flow detail {flowDetailId}", async (s, tx) =>
         {
-            var flows = await QueryFlowsAsync(c, tx, "id", flowDetailId, cancellationToken).ConfigureAwait(false);
+            var flows = await QueryFlowsAsync(s.Connection, tx, "id", flowDetailId, cancellationToken).ConfigureAwait(false);
             return flows.Count == 0 ? null : flows[0];
         }, cancellationToken);
 
     public Task<IReadOnlyList<FlowDetail>> ListFlowDetailsAsync(Guid logBookId, CancellationToken cancellationToken) =>
-        ReadAsync<IReadOnlyList<FlowDetail>>($"list the flow details of logbook {logBookId}", async (c, tx) =>
+        ReadAsync<IReadOnlyList<FlowDetail>>($"list the flow details of logbook {logBookId}", async (s, tx) =>
         {
-            await using (var book = Command(c, tx, $"SELECT 1 FROM {Table("logbooks")} WHERE id = @id", ("id", IdValue(logBookId))))
+            await using (var book = Command(s.Connection, tx, $"SELECT 1 FROM {Table("logbooks")} WHERE id = @id", ("id", IdValue(logBookId))))
                 if (await book.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null)
                     throw BackendSupport.LogBookNotFound(logBookId, "listing its flow details");
-            return await QueryFlowsAsync(c, tx, "logbook_id", logBookId, cancellationToken).ConfigureAwait(false);
+            return await QueryFlowsAsync(s.Connection, tx, "logbook_id", logBookId, cancellationToken).ConfigureAwait(false);
         }, cancellationToken);
 
     public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken) =>
-        WriteAsync($"delete flow detail {flowDetailId}", async (c, tx) =>
+        WriteAsync($"delete flow detail {flowDetailId}", async (s, tx) =>
         {
-            await using var cmd = Command(c, tx, $"DELETE FROM {Table("flow_details")} WHERE id = @id", ("id", IdValue(flowDetailId)));
+            await using var cmd = Command(s.Connection, tx, $"DELETE FROM {Table("flow_details")} WHERE id = @id", ("id", IdValue(flowDetailId)));
             return await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
         }, cancellationToken);
 
     public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken)
     {
         BackendSupport.ValidateState(state);
-        return WriteAsync($"update the state of flow detail {flowDetailId}", async (c, tx) =>
+        return WriteAsync($"update the state of flow detail {flowDetailId}", async (s, tx) =>
         {
-            await using var cmd = Command(c, tx, $"UPDATE {Table("flow_details")} SET state = @state, updated_at = @now WHERE id = @id",
+            var cmd = s.Reuse(tx, $"UPDATE {Table("flow_details")} SET state = @state, updated_at = @now WHERE id = @id",
                 ("state", state.ToTaskFlowName()), ("now", TimeValue(Time.GetUtcNow())), ("id", IdValue(flowDetailId)));
             if (await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 0)
                 throw BackendSupport.FlowNotFound(flowDetailId);
@@ -192,24 +207,113 @@ internal abstract class SqlStore : IDisposable
     public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken)
     {
         var atoms = BackendSupport.EncodeAtoms(flowDetailId, atomDetails, MaxBytes);
-        return WriteAsync($"save {atoms.Length} atom(s) of flow detail {flowDetailId}", async (c, tx) =>
+        return SaveEncodedAtomsAsync(flowDetailId, atoms, $"save {atoms.Length} atom(s) of flow detail {flowDetailId}", cancellationToken);
+    }
+
+    private async Task SaveEncodedAtomsAsync(Guid flowDetailId, EncodedAtom[] atoms, string operation, CancellationToken cancellationToken)
+    {
+        if (atoms.Length > 0 && SavesKnownAtomsInOneRoundTrip)
         {
-            // Touching the flow row checks it exists and, on servers with row locks, serializes batches of one flow.
-            await using (var touch = Command(c, tx, $"UPDATE {Table("flow_details")} SET updated_at = @now WHERE id = @id",
-                ("now", TimeValue(Time.GetUtcNow())), ("id", IdValue(flowDetailId))))
-                if (await touch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 0)
-                    throw BackendSupport.FlowNotFound(flowDetailId);
-            await UpsertAtomsAsync(c, tx, flowDetailId, atoms, cancellationToken).ConfigureAwait(false);
+            var outcome = await GatedWriteAsync(() => InSessionAsync(operation,
+                s => SaveKnownAtomsInOneRoundTripAsync(s.Connection, flowDetailId, atoms, cancellationToken), cancellationToken), cancellationToken).ConfigureAwait(false);
+            if (outcome == KnownAtomsSave.Saved) return;
+            if (outcome == KnownAtomsSave.FlowMissing) throw BackendSupport.FlowNotFound(flowDetailId);
+        }
+        await WriteAsync(operation, async (s, tx) =>
+        {
+            var (flowFound, updated) = await TouchFlowAndUpdateKnownAtomsAsync(s, tx, flowDetailId, atoms, cancellationToken).ConfigureAwait(false);
+            if (!flowFound) throw BackendSupport.FlowNotFound(flowDetailId);
+            // New atoms, or a stored row whose name or kind differs: the checked path, in the same transaction, reports
+            // conflicts exactly as before and numbers new atoms (rows updated above are written again with the same values).
+            if (updated < atoms.Length)
+                await UpsertAtomsAsync(s.Connection, tx, flowDetailId, atoms, cancellationToken).ConfigureAwait(false);
             return true;
-        }, cancellationToken);
+        }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>What <see cref="SaveKnownAtomsInOneRoundTripAsync"/> did.</summary>
+    protected enum KnownAtomsSave
+    {
+        /// <summary>Every atom was stored with the batch's id, name and kind, and is now updated; the flow is stamped.</summary>
+        Saved,
+
+        /// <summary>The flow detail is not stored; nothing was written.</summary>
+        FlowMissing,
+
+        /// <summary>Some atom is new or stored under another name or kind; nothing was written, the checked path must run.</summary>
+        NotAllKnown,
+    }
+
+    /// <summary>Whether the dialect implements <see cref="SaveKnownAtomsInOneRoundTripAsync"/>.</summary>
+    protected virtual bool SavesKnownAtomsInOneRoundTrip => false;
+
+    /// <summary>
+    /// Saves a batch of atoms that are all already stored (an engine's saves, nearly always) in one round trip and one
+    /// implicit transaction, or writes nothing. Runs outside any transaction of <see cref="SqlStore"/>.
+    /// </summary>
+    protected virtual Task<KnownAtomsSave> SaveKnownAtomsInOneRoundTripAsync(DbConnection connection, Guid flowId, IReadOnlyList<EncodedAtom> atoms, CancellationToken ct) =>
+        throw new NotSupportedException("This dialect saves atoms through the checked path only.");
+
+    /// <summary>
+    /// The save of an engine, nearly always updates of atoms the store already has, in as few statements as it takes:
+    /// touching the flow row checks it exists and, on servers with row locks, serializes batches of one flow; then each
+    /// atom's row is updated only where its stored id, name and kind all equal the batch's — exactly the rows the merge
+    /// rules accept without looking further. Returns whether the flow exists and how many atoms were updated.
+    /// Stateless on purpose: nothing is cached between saves, so another instance or process deleting or re-creating the
+    /// flow meanwhile changes nothing about what is accepted.
+    /// </summary>
+    private async Task<(bool FlowFound, int Updated)> TouchFlowAndUpdateKnownAtomsAsync(Session s, DbTransaction tx, Guid flowId, EncodedAtom[] atoms, CancellationToken ct)
+    {
+        _touchFlowSql ??= $"UPDATE {Table("flow_details")} SET updated_at = @now WHERE id = @id";
+        _updateAtomSql ??= $"UPDATE {Table("atom_details")} SET state = @state, data = {Json("@data")} WHERE flow_detail_id = @f AND id = @id AND name = @name AND kind = @kind";
+        var flow = IdValue(flowId);
+        var now = TimeValue(Time.GetUtcNow());
+        if (s.Connection.CanCreateBatch)
+        {
+            // One round trip for the whole save (the provider sends BEGIN with it); the commit is the second.
+            await using var batch = s.Connection.CreateBatch();
+            batch.Transaction = ProviderTransaction(tx);
+            AddBatchCommand(batch, _touchFlowSql, ("@now", now), ("@id", flow));
+            foreach (var a in atoms)
+                AddBatchCommand(batch, _updateAtomSql, ("@state", a.StateName), ("@data", Encoding.UTF8.GetString(a.Data)), ("@f", flow), ("@id", IdValue(a.Id)), ("@name", a.Name), ("@kind", a.Kind));
+            await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            if (batch.BatchCommands[0].RecordsAffected == 0) return (false, 0);
+            var updated = 0;
+            for (var i = 1; i < batch.BatchCommands.Count; i++) updated += batch.BatchCommands[i].RecordsAffected;
+            return (true, updated);
+        }
+        else
+        {
+            if (await s.Reuse(tx, _touchFlowSql, ("@now", now), ("@id", flow)).ExecuteNonQueryAsync(ct).ConfigureAwait(false) == 0)
+                return (false, 0);
+            var updated = 0;
+            foreach (var a in atoms)
+                updated += await s.Reuse(tx, _updateAtomSql, ("@state", a.StateName), ("@data", Encoding.UTF8.GetString(a.Data)), ("@f", flow), ("@id", IdValue(a.Id)), ("@name", a.Name), ("@kind", a.Kind))
+                    .ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            return (true, updated);
+        }
+    }
+
+    private static void AddBatchCommand(DbBatch batch, string sql, params ReadOnlySpan<(string Name, object? Value)> parameters)
+    {
+        var command = batch.CreateBatchCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            var p = command.CreateParameter();
+            p.ParameterName = Prefixed(name);
+            p.Value = value ?? DBNull.Value;
+            command.Parameters.Add(p);
+        }
+        batch.BatchCommands.Add(command);
     }
 
     public Task ClearAllAsync(CancellationToken cancellationToken) =>
-        WriteAsync("clear all data", async (c, tx) =>
+        WriteAsync("clear all data", async (s, tx) =>
         {
             foreach (var table in new[] { "atom_details", "flow_details", "logbooks" })
             {
-                await using var cmd = Command(c, tx, $"DELETE FROM {Table(table)}");
+                await using var cmd = Command(s.Connection, tx, $"DELETE FROM {Table(table)}");
                 await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
             return true;
@@ -313,7 +417,7 @@ internal abstract class SqlStore : IDisposable
         if (c.CanCreateBatch)
         {
             await using var batch = c.CreateBatch();
-            batch.Transaction = tx;
+            batch.Transaction = ProviderTransaction(tx);
             foreach (var row in rows)
             {
                 var command = batch.CreateBatchCommand();
@@ -321,7 +425,7 @@ internal abstract class SqlStore : IDisposable
                 foreach (var (name, value) in row)
                 {
                     var p = command.CreateParameter();
-                    p.ParameterName = name;
+                    p.ParameterName = Prefixed(name);
                     p.Value = value ?? DBNull.Value;
                     command.Parameters.Add(p);
                 }
@@ -334,8 +438,8 @@ internal abstract class SqlStore : IDisposable
             await using var cmd = Command(c, tx, sql, rows[0]);
             foreach (var row in rows)
             {
-                foreach (var (name, value) in row)
-                    cmd.Parameters[name].Value = value ?? DBNull.Value;
+                for (var i = 0; i < row.Length; i++)
+                    cmd.Parameters[i].Value = row[i].Item2 ?? DBNull.Value;
                 await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             }
         }
@@ -343,15 +447,19 @@ internal abstract class SqlStore : IDisposable
 
     // ------------------------------------------------------------------ plumbing
 
+    // Named as in the SQL text: Microsoft.Data.Sqlite otherwise tries each prefix ('@', '$', ':') on every bind, which
+    // was a tenth of an atom save; Npgsql accepts either form.
+    private static string Prefixed(string name) => name.StartsWith('@') ? name : "@" + name;
+
     protected static DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
     {
         var cmd = connection.CreateCommand();
-        cmd.Transaction = transaction;
+        cmd.Transaction = ProviderTransaction(transaction);
         cmd.CommandText = sql;
         foreach (var (name, value) in parameters)
         {
             var p = cmd.CreateParameter();
-            p.ParameterName = name;
+            p.ParameterName = Prefixed(name);
             p.Value = value ?? DBNull.Value;
             cmd.Parameters.Add(p);
         }
@@ -367,22 +475,17 @@ internal abstract class SqlStore : IDisposable
         catch (ArgumentException ex) { throw Malformed(subject, ex.Message, ex); }
     }
 
-    private async Task<T> WriteAsync<T>(string operation, Func<DbConnection, DbTransaction, Task<T>> body, CancellationToken cancellationToken)
+    private Task<T> WriteAsync<T>(string operation, Func<Session, DbTransaction, Task<T>> body, CancellationToken cancellationToken) =>
+        GatedWriteAsync(() => InTransactionAsync(operation, write: true, body, cancellationToken), cancellationToken);
+
+    private async Task<T> GatedWriteAsync<T>(Func<Task<T>> write, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         await _schema.EnsureAsync(cancellationToken).ConfigureAwait(false);
         if (_writeGate is not null) await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-            await using var transaction = await BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
-            var result = await body(connection, transaction).ConfigureAwait(false);
-            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-            return result;
-        }
-        catch (DbException ex)
-        {
-            throw Translate(ex, operation) ?? new PersistenceException($"{StoreName}: could not {operation}: {ex.Message}", ex);
+            return await write().ConfigureAwait(false);
         }
         finally
         {
@@ -390,26 +493,205 @@ internal abstract class SqlStore : IDisposable
         }
     }
 
-    private async Task<T> ReadAsync<T>(string operation, Func<DbConnection, DbTransaction, Task<T>> body, CancellationToken cancellationToken)
+    private async Task<T> ReadAsync<T>(string operation, Func<Session, DbTransaction, Task<T>> body, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         await _schema.EnsureAsync(cancellationToken).ConfigureAwait(false);
-        try
+        return await InTransactionAsync(operation, write: false, body, cancellationToken).ConfigureAwait(false);
+    }
+
+    private Task<T> InTransactionAsync<T>(string operation, bool write, Func<Session, DbTransaction, Task<T>> body, CancellationToken cancellationToken) =>
+        InSessionAsync(operation, async session =>
         {
-            await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
-            await using var transaction = await BeginReadAsync(connection, cancellationToken).ConfigureAwait(false);
-            var result = await body(connection, transaction).ConfigureAwait(false);
+            await using var transaction = write
+                ? await BeginWriteAsync(session, cancellationToken).ConfigureAwait(false)
+                : await BeginReadAsync(session, cancellationToken).ConfigureAwait(false);
+            var result = await body(session, transaction).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
             return result;
+        }, cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="body"/> on a kept-open connection. The connection goes back to the idle set after success,
+    /// or after a refusal of ours (its transaction rolled back, the connection is fine); after a provider error or a
+    /// cancellation it is closed, together with every idle one and the provider's pool — the server may have restarted,
+    /// and the next call then starts on a fresh connection instead of failing again.
+    /// </summary>
+    private async Task<T> InSessionAsync<T>(string operation, Func<Session, Task<T>> body, CancellationToken cancellationToken)
+    {
+        Session? session = null;
+        var keep = false;
+        try
+        {
+            session = await RentAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                var result = await body(session).ConfigureAwait(false);
+                keep = true;
+                return result;
+            }
+            catch (TaskFlowException)
+            {
+                keep = true;
+                throw;
+            }
         }
         catch (DbException ex)
         {
             throw Translate(ex, operation) ?? new PersistenceException($"{StoreName}: could not {operation}: {ex.Message}", ex);
         }
+        finally
+        {
+            if (session is not null)
+            {
+                if (keep && session.Connection.State == ConnectionState.Open) Return(session);
+                else Discard(session);
+            }
+        }
     }
 
+    private async Task<Session> RentAsync(CancellationToken cancellationToken)
+    {
+        lock (_idle)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_idle.TryPop(out var idle)) return idle;
+        }
+        return new Session(await OpenAsync(cancellationToken).ConfigureAwait(false));
+    }
+
+    private void Return(Session session)
+    {
+        lock (_idle)
+        {
+            if (!_disposed && _idle.Count < MaxIdleSessions)
+            {
+                _idle.Push(session);
+                return;
+            }
+        }
+        session.Dispose();
+    }
+
+    private void Discard(Session session)
+    {
+        session.Dispose();
+        Session[] idle;
+        lock (_idle)
+        {
+            idle = [.. _idle];
+            _idle.Clear();
+        }
+        foreach (var s in idle) s.Dispose();
+        ClearPool();
+    }
+
+    /// <summary>Drops the provider's pooled idle connections (after a failure that may have broken them all).</summary>
+    protected abstract void ClearPool();
+
+    /// <summary>
+    /// A connection kept open between operations, with the commands of the hot paths prepared on it once (SQLite keeps
+    /// the compiled statement in the command; PostgreSQL prepares on the server after a few uses, see the backend).
+    /// </summary>
+    protected sealed class Session(DbConnection connection) : IDisposable
+    {
+        private readonly Dictionary<string, DbCommand> _commands = new(StringComparer.Ordinal);
+
+        public DbConnection Connection { get; } = connection;
+
+        /// <summary>
+        /// The command for <paramref name="sql"/> on this connection, created on first use and reused afterwards, with
+        /// <paramref name="parameters"/> set (always given in the same order for one text). Not to be disposed by the caller.
+        /// </summary>
+        public DbCommand Reuse(DbTransaction? transaction, string sql, params ReadOnlySpan<(string Name, object? Value)> parameters)
+        {
+            if (!_commands.TryGetValue(sql, out var cmd))
+            {
+                cmd = Command(Connection, transaction, sql, parameters.ToArray());
+                _commands.Add(sql, cmd);
+                return cmd;
+            }
+            cmd.Transaction = ProviderTransaction(transaction);
+            for (var i = 0; i < parameters.Length; i++)
+                cmd.Parameters[i].Value = parameters[i].Value ?? DBNull.Value;
+            return cmd;
+        }
+
+        public void Dispose()
+        {
+            foreach (var cmd in _commands.Values) cmd.Dispose();
+            _commands.Clear();
+            Connection.Dispose();
+        }
+    }
+
+    /// <summary>What a command is given as its transaction: none for a <see cref="StatementTransaction"/>, which the provider does not know of.</summary>
+    private static DbTransaction? ProviderTransaction(DbTransaction? transaction) => transaction is StatementTransaction ? null : transaction;
+
+    /// <summary>
+    /// A transaction begun, committed and rolled back by reused commands on a kept-open connection (for a provider that
+    /// would otherwise build and compile its BEGIN and COMMIT text for every transaction). If the rollback fails the
+    /// connection is closed, so it is never reused in the middle of a transaction.
+    /// </summary>
+    protected sealed class StatementTransaction(DbConnection connection, DbCommand commit, DbCommand rollback) : DbTransaction
+    {
+        private bool _ended;
+
+        public override IsolationLevel IsolationLevel => IsolationLevel.Serializable;
+
+        protected override DbConnection DbConnection => connection;
+
+        public override void Commit()
+        {
+            ObjectDisposedException.ThrowIf(_ended, this);
+            commit.ExecuteNonQuery();
+            _ended = true;
+        }
+
+        public override void Rollback()
+        {
+            if (_ended) return;
+            _ended = true;
+            try
+            {
+                rollback.ExecuteNonQuery();
+            }
+            catch (DbException)
+            {
+                connection.Close();
+                throw;
+            }
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing && !_ended)
+            {
+                try
+                {
+                    Rollback();
+                }
+                catch (DbException)
+                {
+                    // The connection is closed (see Rollback), so it is discarded rather than reused; the error that
+                    // ended the transaction early is the one reported.
+                }
+            }
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>Closes the kept-open connections (ones in use close when their operation ends).</summary>
     public virtual void Dispose()
     {
+        Session[] idle;
+        lock (_idle)
+        {
+            _disposed = true;
+            idle = [.. _idle];
+            _idle.Clear();
+        }
+        foreach (var s in idle) s.Dispose();
         _schema.Dispose();
         _writeGate?.Dispose();
     }
