@@ -320,11 +320,23 @@ public sealed class FlowStorage
         return perNode[slot] ??= ComputeResolution(node, binding.Symbol);
     }
 
+    // Resolutions without providers are all alike: shared (validating a 100k-atom flow resolves 100k symbols).
+    private static readonly ScopeResolution Unregistered = new() { Levels = [], Registered = false };
+    private static readonly ScopeResolution NoVisibleProvider = new() { Levels = [], Registered = true };
+
     private ScopeResolution ComputeResolution(int node, string symbol)
     {
         if (!Compiled.Providers.TryGetValue(symbol, out var providers))
-            return new ScopeResolution { Levels = [], Registered = false };
+            return Unregistered;
         var consumerScope = Compiled.ScopeOfNode[node];
+        if (providers.Length == 1)
+        {
+            // The common case, one provider: it is the only level if it is visible and runs before the consumer.
+            int provider = providers[0];
+            return provider != node && VisibleLevel(consumerScope, Compiled.ScopeOfNode[provider]) >= 0 && IsAncestor(provider, node)
+                ? new ScopeResolution { Levels = [[provider]], Registered = true }
+                : NoVisibleProvider;
+        }
         var candidates = new List<(int Level, int Node)>();
         foreach (var p in providers)
         {
@@ -332,7 +344,7 @@ public sealed class FlowStorage
             var level = VisibleLevel(consumerScope, Compiled.ScopeOfNode[p]);
             if (level >= 0) candidates.Add((level, p));
         }
-        if (candidates.Count == 0) return new ScopeResolution { Levels = [], Registered = true };
+        if (candidates.Count == 0) return NoVisibleProvider;
         var ancestors = AncestorsAmong(node, candidates);
         if (candidates.Count == 1)
             return new ScopeResolution { Levels = ancestors.Count == 1 ? [[candidates[0].Node]] : [], Registered = true };
@@ -366,6 +378,14 @@ public sealed class FlowStorage
                 return providerBranch.IndexInParent < last.IndexInParent ? level : -1;
         }
         return -1;
+    }
+
+    /// <summary>Whether <paramref name="provider"/> is a transitive predecessor of <paramref name="node"/> (usually a direct one: no search).</summary>
+    private bool IsAncestor(int provider, int node)
+    {
+        if (Compiled.TopologicalRank[provider] >= Compiled.TopologicalRank[node]) return false;
+        if (Array.IndexOf(Compiled.Predecessors[node], provider) >= 0) return true;
+        return AncestorsAmong(node, [(0, provider)]).Count == 1;
     }
 
     /// <summary>
