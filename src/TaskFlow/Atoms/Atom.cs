@@ -132,6 +132,12 @@ public abstract class Atom : FlowNode
     /// <summary>The symbols this atom publishes.</summary>
     public IReadOnlyList<string> ProvidedSymbols => _provides.Names;
 
+    /// <summary><see cref="ProvidedSymbols"/> as an array (may repeat a name under positional provides).</summary>
+    internal string[] ProvidedSymbolArray => _provides.NameArray;
+
+    /// <summary><see cref="RequiredSymbols"/> as an array (distinct).</summary>
+    internal string[] RequiredSymbolArray => Map.RequiredSymbols;
+
     internal ArgumentMap Map => _map ??= ArgumentMap.Build(this);
 
     /// <summary>Computes and caches the argument mapping now, so definition errors surface at build time.</summary>

@@ -124,20 +124,23 @@ public abstract class Flow : FlowNode, IEnumerable<FlowNode>
         return requires;
     }
 
-    /// <summary>The distinct symbols a node provides (an atom's own list when it cannot repeat a name: no copy per call).</summary>
-    internal static IReadOnlyCollection<string> ProvidesOf(FlowNode node) => node switch
+    /// <summary>
+    /// The distinct symbols a node provides: an atom's own array when it cannot repeat a name (no copy, and loops over
+    /// an array need no enumerator: inference visits every child of a 100k-child graph).
+    /// </summary>
+    internal static string[] ProvidesOf(FlowNode node) => node switch
     {
-        Atom { ProvidedSymbols.Count: <= 1 } a => a.ProvidedSymbols,
-        Atom a => new HashSet<string>(a.ProvidedSymbols, StringComparer.Ordinal),
-        Flow f => f.ProvidedSymbols,
+        Atom { ProvidedSymbolArray.Length: <= 1 } a => a.ProvidedSymbolArray,
+        Atom a => a.ProvidedSymbolArray.Distinct(StringComparer.Ordinal).ToArray(),
+        Flow f => [.. f.ProvidedSymbols],
         _ => [],
     };
 
-    /// <summary>The distinct symbols a node requires (an atom's are distinct already).</summary>
-    internal static IReadOnlyCollection<string> RequiresOf(FlowNode node) => node switch
+    /// <summary>The distinct symbols a node requires (an atom's own array: distinct already).</summary>
+    internal static string[] RequiresOf(FlowNode node) => node switch
     {
-        Atom a => a.RequiredSymbols,
-        Flow f => f.RequiredSymbols,
+        Atom a => a.RequiredSymbolArray,
+        Flow f => [.. f.RequiredSymbols],
         _ => [],
     };
 
@@ -362,6 +365,7 @@ public sealed class GraphFlow : Flow
 
         int edgesBefore = _edgeCount, sourcesBefore = _sources.Count;
         EnsureChildCapacity(existing + nodes.Length);
+        _indexOf.EnsureCapacity(existing + nodes.Length);
         int added = 0;
         _pending = nodes;
         try
@@ -375,7 +379,7 @@ public sealed class GraphFlow : Flow
                 _firstOut[index] = _lastOut[index] = _firstIn[index] = -1;
                 _outDegree[index] = _inDegree[index] = 0;
                 var unsatisfied = Unsatisfied(index, retryProvides);
-                if (unsatisfied.Length > 1) Array.Sort(unsatisfied, StringComparer.Ordinal);
+                if (unsatisfied.Length > 1) unsatisfied = unsatisfied.Order(StringComparer.Ordinal).ToArray(); // (may be the atom's own array)
                 foreach (var v in unsatisfied)
                 {
                     if (provided.TryGetValue(v, out var providers))
@@ -530,14 +534,16 @@ public sealed class GraphFlow : Flow
     }
 
     /// <summary>
-    /// What child <paramref name="child"/> requires that neither the retry nor any transitive predecessor provides
-    /// (a new array; in the order of its requirements).
+    /// What child <paramref name="child"/> requires that neither the retry nor any transitive predecessor provides,
+    /// in the order of its requirements (the atom's own array when that is all of them: not to be changed).
     /// </summary>
     private string[] Unsatisfied(int child, HashSet<string> retryProvides)
     {
         var requirements = RequiresOf(ChildAt(child));
-        if (requirements.Count == 0) return [];
-        var requires = new List<string>(requirements.Count);
+        if (requirements.Length == 0) return [];
+        // A child with no predecessors and nothing from the retry (every new child) needs all its requirements: no copy.
+        if (_firstIn[child] < 0 && retryProvides.Count == 0) return requirements;
+        var requires = new List<string>(requirements.Length);
         foreach (var r in requirements) if (!retryProvides.Contains(r)) requires.Add(r);
         if (requires.Count > 0 && _firstIn[child] >= 0)
         {

@@ -315,8 +315,11 @@ public sealed class FlowStorage
 
     internal ScopeResolution Resolve(int node, int bindingIndex, ArgumentBinding binding, bool revert)
     {
-        var perNode = _resolutions[node] ??= new ScopeResolution?[(Compiled.Atoms[node]!.ExecuteBindings.Count + Compiled.Atoms[node]!.RevertBindings.Count)];
-        int slot = revert ? Compiled.Atoms[node]!.ExecuteBindings.Count + bindingIndex : bindingIndex;
+        // An atom whose revert binds as its execute does (the same bindings) resolves each argument once for both.
+        var map = Compiled.Atoms[node]!.Map;
+        bool shared = ReferenceEquals(map.Revert, map.Execute);
+        var perNode = _resolutions[node] ??= new ScopeResolution?[shared ? map.Execute.Length : map.Execute.Length + map.Revert.Length];
+        int slot = revert && !shared ? map.Execute.Length + bindingIndex : bindingIndex;
         return perNode[slot] ??= ComputeResolution(node, binding.Symbol);
     }
 

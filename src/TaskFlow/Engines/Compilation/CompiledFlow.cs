@@ -82,7 +82,11 @@ internal sealed class FlowCompiler
     private int[] _firstEdge;
     private int[] _outDegree;
     private readonly Dictionary<(int, int), FlowLink> _deciders = [];
-    private readonly HashSet<FlowNode> _seen;
+    private readonly HashSet<FlowNode> _seenFlows = new(ReferenceEqualityComparer.Instance);
+    // Atoms are marked with this compilation's token instead of being hashed into a set: a 100k-atom flow spent more
+    // time hashing its atoms than compiling them. (Two engines compiling one tree at once could each overwrite the
+    // other's marks and miss an atom used twice; the duplicate-name check after the walk still refuses such a tree.)
+    private readonly object _token = new();
     private int[] _registration;
     private int _registered;
 
@@ -97,10 +101,10 @@ internal sealed class FlowCompiler
         _firstEdge = new int[n];
         _outDegree = new int[n];
         _registration = new int[n];
-        _edgeFrom = new int[n * 2];
-        _edgeTo = new int[n * 2];
-        _edgeNext = new int[n * 2];
-        _seen = new HashSet<FlowNode>(n, ReferenceEqualityComparer.Instance);
+        // A linear flow or a chain has about one edge per node; wider shapes grow the arrays.
+        _edgeFrom = new int[n + 16];
+        _edgeTo = new int[n + 16];
+        _edgeNext = new int[n + 16];
     }
 
     public static CompiledFlow Compile(Flow root)
@@ -174,7 +178,17 @@ internal sealed class FlowCompiler
 
     private void Track(FlowNode item)
     {
-        if (!_seen.Add(item))
+        bool seen;
+        if (item is Atom)
+        {
+            seen = ReferenceEquals(item.CompileMark, _token);
+            item.CompileMark = _token;
+        }
+        else
+        {
+            seen = !_seenFlows.Add(item);
+        }
+        if (seen)
             throw new DuplicateAtomNameException(
                 $"{item} appears more than once in the flow tree (or a flow contains itself); every atom and flow object may be used only once. Create a new instance for each use.");
     }
@@ -297,24 +311,31 @@ internal sealed class FlowCompiler
     {
         int count = _count;
         // Successors in the order their edges were added; predecessors by source node, then that order (as before).
+        // A node with one neighbour has the array [neighbour]; in a chain node i's successors and node i+2's
+        // predecessors are both [i+1]: one read-only array serves every such list of that neighbour.
         var succ = new int[count][];
         var pred = new int[count][];
         var inDegree = new int[count];
+        var single = new int[]?[count];
         for (int e = 0; e < _edgeCount; e++) inDegree[_edgeTo[e]]++;
-        for (int i = 0; i < count; i++)
-        {
-            succ[i] = _outDegree[i] == 0 ? [] : new int[_outDegree[i]];
-            pred[i] = inDegree[i] == 0 ? [] : new int[inDegree[i]];
-        }
         var filled = new int[count];
         for (int e = 0; e < _edgeCount; e++)
         {
-            int from = _edgeFrom[e];
-            succ[from][filled[from]++] = _edgeTo[e];
+            int from = _edgeFrom[e], to = _edgeTo[e];
+            if (_outDegree[from] == 1) succ[from] = single[to] ??= [to];
+            else (succ[from] ??= new int[_outDegree[from]])[filled[from]++] = to;
         }
         Array.Clear(filled);
         for (int i = 0; i < count; i++)
-            foreach (var s in succ[i]) pred[s][filled[s]++] = i;
+        {
+            var successors = succ[i] ??= [];
+            foreach (var s in successors)
+            {
+                if (inDegree[s] == 1) pred[s] = single[i] ??= [i];
+                else (pred[s] ??= new int[inDegree[s]])[filled[s]++] = i;
+            }
+        }
+        for (int i = 0; i < count; i++) pred[i] ??= [];
 
         var registration = _registration.AsSpan(0, _registered).ToArray();
 
@@ -326,7 +347,7 @@ internal sealed class FlowCompiler
         {
             var atom = _atoms[n]!;
             if (!byName.TryAdd(atom.Name, n)) (dups ??= new SortedSet<string>(StringComparer.Ordinal)).Add(atom.Name);
-            providedCount += atom.ProvidedSymbols.Count;
+            providedCount += atom.ProvidedSymbolArray.Length;
         }
         if (dups is not null)
             throw new DuplicateAtomNameException(
@@ -336,7 +357,7 @@ internal sealed class FlowCompiler
         var providers = new Dictionary<string, int[]>(providedCount, StringComparer.Ordinal);
         Dictionary<string, List<int>>? shared = null;
         foreach (var n in registration)
-            foreach (var sym in _atoms[n]!.ProvidedSymbols)
+            foreach (var sym in _atoms[n]!.ProvidedSymbolArray)
             {
                 if (!providers.TryGetValue(sym, out var existing)) { providers[sym] = [n]; continue; }
                 shared ??= new Dictionary<string, List<int>>(StringComparer.Ordinal);
@@ -348,14 +369,7 @@ internal sealed class FlowCompiler
 
         // Right-to-left pre-order numbering of the scope tree.
         int counter = 0;
-        var stack = new Stack<ScopeNode>();
-        stack.Push(rootScope);
-        while (stack.Count > 0)
-        {
-            var s = stack.Pop();
-            s.ReversePreorder = counter++;
-            foreach (var c in s.Children) stack.Push(c);
-        }
+        NumberRightToLeft(rootScope, ref counter);
 
         // Kahn's algorithm over the whole graph (it is acyclic: flows and links are checked when built).
         var rank = new int[count];
@@ -386,6 +400,14 @@ internal sealed class FlowCompiler
             Providers = providers,
             TopologicalRank = rank,
         };
+    }
+
+    /// <summary>Numbers a scope, then its children's subtrees from the last child to the first (as deep as the flows nest, like the compile).</summary>
+    private static void NumberRightToLeft(ScopeNode scope, ref int counter)
+    {
+        scope.ReversePreorder = counter++;
+        var children = scope.Children;
+        for (int i = children.Count - 1; i >= 0; i--) NumberRightToLeft(children[i], ref counter);
     }
 
     private static T[] Trim<T>(T[] array, int count) => array.Length == count ? array : array.AsSpan(0, count).ToArray();
