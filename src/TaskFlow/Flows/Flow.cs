@@ -233,8 +233,9 @@ public sealed class GraphFlow : Flow
     private int[] _edgeTo = [];
     private int[] _nextOut = [];
     private int[] _nextIn = [];
-    private LinkDecider?[] _edgeDecider = [];
-    private DeciderDepth[] _edgeDepth = [];
+    // Per edge, only once some link has a decider or a depth (inferred edges have neither).
+    private LinkDecider?[]? _edgeDecider;
+    private DeciderDepth[]? _edgeDepth;
     private int _edgeCount;
     // Children in the order they first got an out-edge: where the cycle report's search starts, as it always has.
     private readonly List<int> _sources = [];
@@ -263,8 +264,7 @@ public sealed class GraphFlow : Flow
         if (existing >= 0)
         {
             // Same edge, new decider: the graph's shape (and so its acyclicity) does not change.
-            _edgeDecider[existing] = decider;
-            _edgeDepth[existing] = depth;
+            SetLinkOptions(existing, decider, depth);
             return this;
         }
         int edgesBefore = _edgeCount, sourcesBefore = _sources.Count;
@@ -285,7 +285,7 @@ public sealed class GraphFlow : Flow
         {
             for (int from = 0; from < Children.Count; from++)
                 for (int e = _firstOut[from]; e >= 0; e = _nextOut[e])
-                    yield return new FlowLink(Children[from], Children[_edgeTo[e]], _edgeDecider[e], _edgeDepth[e]);
+                    yield return new FlowLink(Children[from], Children[_edgeTo[e]], DeciderOf(e), DepthOf(e));
         }
     }
 
@@ -299,7 +299,7 @@ public sealed class GraphFlow : Flow
             for (int e = _firstOut[from]; e >= 0; e = _nextOut[e])
             {
                 int to = _edgeTo[e];
-                visit(from, to, _edgeDecider[e] is { } d ? new FlowLink(Children[from], Children[to], d, _edgeDepth[e]) : null);
+                visit(from, to, DeciderOf(e) is { } d ? new FlowLink(Children[from], Children[to], d, DepthOf(e)) : null);
             }
     }
 
@@ -366,6 +366,7 @@ public sealed class GraphFlow : Flow
         int edgesBefore = _edgeCount, sourcesBefore = _sources.Count;
         EnsureChildCapacity(existing + nodes.Length);
         _indexOf.EnsureCapacity(existing + nodes.Length);
+        EnsureEdgeCapacity(_edgeCount + nodes.Length); // a guess: chains and fans make about one edge per child
         int added = 0;
         _pending = nodes;
         try
@@ -465,21 +466,11 @@ public sealed class GraphFlow : Flow
 
     private void AddEdge(int from, int to, LinkDecider? decider, DeciderDepth depth)
     {
-        if (_edgeCount == _edgeTo.Length)
-        {
-            int size = Math.Max(8, _edgeCount * 2);
-            Array.Resize(ref _edgeFrom, size);
-            Array.Resize(ref _edgeTo, size);
-            Array.Resize(ref _nextOut, size);
-            Array.Resize(ref _nextIn, size);
-            Array.Resize(ref _edgeDecider, size);
-            Array.Resize(ref _edgeDepth, size);
-        }
+        if (_edgeCount == _edgeTo.Length) EnsureEdgeCapacity(Math.Max(8, _edgeCount * 2));
         int e = _edgeCount++;
         _edgeFrom[e] = from;
         _edgeTo[e] = to;
-        _edgeDecider[e] = decider;
-        _edgeDepth[e] = depth;
+        SetLinkOptions(e, decider, depth);
         _nextOut[e] = -1;
         if (_lastOut[from] < 0) { _firstOut[from] = e; _sources.Add(from); }
         else _nextOut[_lastOut[from]] = e;
@@ -488,6 +479,34 @@ public sealed class GraphFlow : Flow
         _firstIn[to] = e;
         _outDegree[from]++;
         _inDegree[to]++;
+    }
+
+    private void EnsureEdgeCapacity(int size)
+    {
+        if (_edgeTo.Length >= size) return;
+        size = Math.Max(size, _edgeTo.Length * 2); // adding children one at a time must not copy the edges each time
+        Array.Resize(ref _edgeFrom, size);
+        Array.Resize(ref _edgeTo, size);
+        Array.Resize(ref _nextOut, size);
+        Array.Resize(ref _nextIn, size);
+        if (_edgeDecider is not null) Array.Resize(ref _edgeDecider, size);
+        if (_edgeDepth is not null) Array.Resize(ref _edgeDepth, size);
+    }
+
+    private LinkDecider? DeciderOf(int edge) => _edgeDecider?[edge];
+
+    private DeciderDepth DepthOf(int edge) => _edgeDepth?[edge] ?? DeciderDepth.All;
+
+    private void SetLinkOptions(int edge, LinkDecider? decider, DeciderDepth depth)
+    {
+        if (_edgeDecider is null)
+        {
+            if (decider is null && depth == DeciderDepth.All) return;
+            _edgeDecider = new LinkDecider?[_edgeTo.Length];
+            _edgeDepth = new DeciderDepth[_edgeTo.Length];
+        }
+        _edgeDecider[edge] = decider;
+        _edgeDepth![edge] = depth;
     }
 
     /// <summary>Removes the edges made since <paramref name="edgeCount"/> (newest first), leaving the graph as it was.</summary>
@@ -501,7 +520,7 @@ public sealed class GraphFlow : Flow
             for (int x = _firstOut[from]; x != e; x = _nextOut[x]) previous = x; // out-edges oldest first: e is the tail
             if (previous < 0) _firstOut[from] = -1; else _nextOut[previous] = -1;
             _lastOut[from] = previous;
-            _edgeDecider[e] = null;
+            SetLinkOptions(e, null, DeciderDepth.All);
             _outDegree[from]--;
             _inDegree[to]--;
         }

@@ -337,7 +337,7 @@ public sealed class FlowStorage
             // The common case, one provider: it is the only level if it is visible and runs before the consumer.
             int provider = providers[0];
             return provider != node && VisibleLevel(consumerScope, Compiled.ScopeOfNode[provider]) >= 0 && IsAncestor(provider, node)
-                ? new ScopeResolution { Levels = [[provider]], Registered = true }
+                ? new ScopeResolution { Levels = [providers], Registered = true } // providers is [provider], read-only
                 : NoVisibleProvider;
         }
         var candidates = new List<(int Level, int Node)>();

@@ -28,6 +28,10 @@ internal sealed class ScopeNode
 /// The immutable result of compiling a flow tree: one execution graph over atoms and flow entry/exit markers,
 /// the retry that owns each atom, the scope hierarchy, and which atoms provide each symbol.
 /// </summary>
+/// <remarks>
+/// The arrays are read-only: one-element arrays are shared between lists with the same single entry (node i's
+/// successors, node i+2's predecessors and the providers of what node i+1 provides are one array [i+1]).
+/// </remarks>
 internal sealed class CompiledFlow
 {
     public required Flow Root { get; init; }
@@ -359,7 +363,7 @@ internal sealed class FlowCompiler
         foreach (var n in registration)
             foreach (var sym in _atoms[n]!.ProvidedSymbolArray)
             {
-                if (!providers.TryGetValue(sym, out var existing)) { providers[sym] = [n]; continue; }
+                if (!providers.TryGetValue(sym, out var existing)) { providers[sym] = single[n] ??= [n]; continue; }
                 shared ??= new Dictionary<string, List<int>>(StringComparer.Ordinal);
                 if (!shared.TryGetValue(sym, out var list)) shared[sym] = list = [.. existing];
                 list.Add(n);
