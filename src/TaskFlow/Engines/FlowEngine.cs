@@ -134,6 +134,7 @@ public sealed class FlowEngine
                 if (!s.IsSatisfiable(node, i, exec[i], revert: false))
                     missing.Add(new MissingRequirement(atom.Name, exec[i].Parameter, exec[i].Symbol, "execute"));
             var rev = atom.RevertBindings;
+            if (ReferenceEquals(rev, exec)) continue; // revert binds as execute does: the same answers, already listed
             for (int i = 0; i < rev.Count; i++)
                 if (!s.IsSatisfiable(node, i, rev[i], revert: true) && !IsListed(missing, atom.Name, rev[i].Symbol))
                     missing.Add(new MissingRequirement(atom.Name, rev[i].Parameter, rev[i].Symbol, "revert"));

@@ -30,7 +30,10 @@ public sealed class FlowStorage
     private volatile Dictionary<string, object?> _store;
     private readonly Lock _storeGate = new();
     private readonly TaskArguments?[] _noArguments;
-    private readonly ScopeResolution?[][] _resolutions;
+    // Each atom's first argument's resolution, then (for atoms with more) the others': most atoms have one or none,
+    // and a per-atom array each would be a 100k arrays for a 100k-atom flow.
+    private readonly ScopeResolution?[] _firstResolutions;
+    private readonly ScopeResolution?[]?[] _otherResolutions;
 
     internal FlowStorage(CompiledFlow compiled, IEnumerable<KeyValuePair<string, object?>> store)
     {
@@ -44,7 +47,8 @@ public sealed class FlowStorage
         RevertFailureOf = new Failure?[n];
         Histories = new List<RetryAttempt>?[n];
         Progress = new double[n];
-        _resolutions = new ScopeResolution?[n][];
+        _firstResolutions = new ScopeResolution?[n];
+        _otherResolutions = new ScopeResolution?[n][];
         _noArguments = new TaskArguments?[n];
         foreach (var node in compiled.AtomNodes)
             if (compiled.Kinds[node] == NodeKind.Retry) Histories[node] = [];
@@ -318,9 +322,10 @@ public sealed class FlowStorage
         // An atom whose revert binds as its execute does (the same bindings) resolves each argument once for both.
         var map = Compiled.Atoms[node]!.Map;
         bool shared = ReferenceEquals(map.Revert, map.Execute);
-        var perNode = _resolutions[node] ??= new ScopeResolution?[shared ? map.Execute.Length : map.Execute.Length + map.Revert.Length];
         int slot = revert && !shared ? map.Execute.Length + bindingIndex : bindingIndex;
-        return perNode[slot] ??= ComputeResolution(node, binding.Symbol);
+        if (slot == 0) return _firstResolutions[node] ??= ComputeResolution(node, binding.Symbol);
+        var others = _otherResolutions[node] ??= new ScopeResolution?[(shared ? map.Execute.Length : map.Execute.Length + map.Revert.Length) - 1];
+        return others[slot - 1] ??= ComputeResolution(node, binding.Symbol);
     }
 
     // Resolutions without providers are all alike: shared (validating a 100k-atom flow resolves 100k symbols).

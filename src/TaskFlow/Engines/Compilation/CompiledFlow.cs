@@ -17,7 +17,6 @@ internal sealed class ScopeNode
     public IReadOnlyList<ScopeNode> Children => (IReadOnlyList<ScopeNode>?)_children ?? [];
     public int ChildCount => _children?.Count ?? 0;
     public int IndexInParent { get; init; }
-    public int Depth { get; init; }
     /// <summary>Position in a right-to-left pre-order walk of the whole tree (TaskFlow's reverse scope order).</summary>
     public int ReversePreorder { get; set; }
 
@@ -115,7 +114,7 @@ internal sealed class FlowCompiler
     {
         ArgumentNullException.ThrowIfNull(root);
         var c = new FlowCompiler(CountNodes(root, 0));
-        var rootScope = new ScopeNode { Item = root, Parent = null, IndexInParent = 0, Depth = 0 };
+        var rootScope = new ScopeNode { Item = root, Parent = null, IndexInParent = 0 };
         c.CompileFlow(root, rootScope);
         return c.Finish(root, rootScope);
     }
@@ -231,7 +230,7 @@ internal sealed class FlowCompiler
         {
             Track(flow.Retry);
             flow.Retry.Freeze();
-            scope.AddChild(new ScopeNode { Item = flow.Retry, Parent = scope, IndexInParent = 0, Depth = scope.Depth + 1 }, expectedChildren);
+            scope.AddChild(new ScopeNode { Item = flow.Retry, Parent = scope, IndexInParent = 0 }, expectedChildren);
         }
         // Graph flows compile in a topological order of their children; position[i] is where child i (in insertion order) is.
         var (children, position) = FlowOrder.OrderedChildren(flow);
@@ -240,7 +239,7 @@ internal sealed class FlowCompiler
         {
             var child = children[i];
             if (child is Atom a) a.Freeze();
-            var childScope = new ScopeNode { Item = child, Parent = scope, IndexInParent = scope.ChildCount, Depth = scope.Depth + 1 };
+            var childScope = new ScopeNode { Item = child, Parent = scope, IndexInParent = scope.ChildCount };
             scope.AddChild(childScope, expectedChildren);
             parts[i] = CompileItem(child, childScope);
         }
