@@ -42,7 +42,7 @@ switch (command)
         for (int i = 0; i < runs; i++)
         {
             var s = await c.RunOnceAsync(backends);
-            Console.WriteLine($"{c.Name}: build {CompareHarness.Ms(s.Build.TotalSeconds)}, compile {CompareHarness.Ms(s.Compile.TotalSeconds)}, run {CompareHarness.Ms(s.Run.TotalSeconds)}, {s.RunAllocatedBytes / Math.Max(1, c.Tasks)} B/task");
+            Console.WriteLine($"{c.Name}: build {CompareHarness.Ms(s.Build.TotalSeconds)}, compile {CompareHarness.Ms(s.Compile.TotalSeconds)}, run {CompareHarness.Ms(s.Run.TotalSeconds)}, {s.RunAllocatedBytes / Math.Max(1, c.Tasks)} B/task, {s.RunCollections} GCs in the run ({s.RunOlderCollections} of gen 1-2)");
         }
         return 0;
     }

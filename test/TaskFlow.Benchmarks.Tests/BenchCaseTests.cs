@@ -19,6 +19,7 @@ public sealed class BenchCaseTests
         yield return BenchCase.Chain(5);
         yield return BenchCase.FanOut(5, 0, 8);
         yield return BenchCase.FanOut(5, 2, -1);
+        yield return BenchCase.FanOut(5, 2, 2, exactTimer: true);
         yield return BenchCase.Unordered(5);
         foreach (var backend in new[] { BenchBackend.Memory, BenchBackend.Directory, BenchBackend.SqliteFsync, BenchBackend.SqliteWal, BenchBackend.PostgreSql })
         {
@@ -64,6 +65,18 @@ public sealed class BenchCaseTests
         Assert.Contains("| memory | serial (linear) | 4 |", persistence);
         Assert.DoesNotContain("| — |", persistence.Split('\n').Single(l => l.StartsWith("| memory", StringComparison.Ordinal)));
         Assert.Contains("B7 ≤ 10 µs per retry round", CompareHarness.Targets(results));
+    }
+
+    [Fact]
+    public async Task Harness_measures_delayed_fan_outs_against_the_same_waits_without_an_engine()
+    {
+        var cases = new[] { BenchCase.FanOut(4, 2, 2, exactTimer: true), BenchCase.FanOut(4, 2, -1) };
+        var results = await new CompareHarness(quick: true, new StringWriter()).RunAsync(cases, withAnchor: false);
+        // Four waits of 2 ms, two at a time, cannot take less than two rounds.
+        Assert.True(results[0].NoEngineSeconds >= 0.004, $"no-engine baseline {results[0].NoEngineSeconds} s");
+        Assert.NotNull(results[1].NoEngineSeconds);
+        var targets = CompareHarness.Targets(results);
+        Assert.Contains("B3 10 ms (Task.Delay), unbounded", targets);
     }
 
     [Theory]

@@ -10,6 +10,12 @@ namespace TaskFlow.Benchmarks.Cases;
 /// <summary>One measured run: building the flow, compiling it (compile + prepare + validate), running it.</summary>
 public readonly record struct BenchSample(TimeSpan Build, TimeSpan Compile, TimeSpan Run, long CompileAllocatedBytes, long RunAllocatedBytes)
 {
+    /// <summary>Garbage collections (of any generation) that happened during the run phase.</summary>
+    public int RunCollections { get; init; }
+
+    /// <summary>Of those, the ones of generation 1 or 2 (which copy or scan the run's long-lived state).</summary>
+    public int RunOlderCollections { get; init; }
+
     public TimeSpan Total => Build + Compile + Run;
 }
 
@@ -51,6 +57,12 @@ public sealed class BenchCase
     public BenchBackend Backend { get; }
     public bool CompileOnly { get; }
 
+    /// <summary>B3: how long each middle task waits (zero for the no-op fan-out and every other case).</summary>
+    public TimeSpan Delay { get; private init; }
+
+    /// <summary>B3: whether the waits use <see cref="ExactDelay"/> rather than <see cref="Task.Delay(TimeSpan, CancellationToken)"/>.</summary>
+    public bool ExactTimer { get; private init; }
+
     /// <summary>The arguments of <c>tfbench.py</c> that run the same shape on TaskFlow, or null when it has none.</summary>
     public string[]? AnchorArguments { get; }
 
@@ -66,11 +78,16 @@ public sealed class BenchCase
     public static BenchCase Chain(int n) => new("B2", "provides/requires chain", n, n, false, 0, BenchBackend.None, false,
         ["chain", "--n", Num(n)], c => (BenchFlows.Chain(c.N), (e, error) => ExpectSuccess(e, error) ?? (e.Storage.Fetch<int>($"v{c.N}") == c.N ? null : $"v{c.N} is not {c.N}")), seedsChain: true);
 
-    /// <summary>B3: maxDegree -1 is unbounded (TaskFlow's anchor has no unbounded form: it gets none).</summary>
-    public static BenchCase FanOut(int n, int delayMs, int maxDegree) =>
-        new("B3", $"fan-out 1→n→1 {(delayMs > 0 ? $"{delayMs} ms" : "no-op")} parallel {(maxDegree < 0 ? "unbounded" : $"w={maxDegree}")}", n, n + 2, true, maxDegree, BenchBackend.None, false,
+    /// <summary>
+    /// B3: maxDegree -1 is unbounded (TaskFlow's anchor has no unbounded form: it gets none). Delayed tasks wait with
+    /// <see cref="Task.Delay(TimeSpan, CancellationToken)"/>, or with <see cref="ExactDelay"/> when <paramref name="exactTimer"/>
+    /// (TaskFlow's tasks sleep with <c>time.sleep</c>, which ends on time).
+    /// </summary>
+    public static BenchCase FanOut(int n, int delayMs, int maxDegree, bool exactTimer = false) =>
+        new("B3", $"fan-out 1→n→1 {(delayMs > 0 ? $"{delayMs} ms {(exactTimer ? "exact timer" : "Task.Delay")}" : "no-op")} parallel {(maxDegree < 0 ? "unbounded" : $"w={maxDegree}")}", n, n + 2, true, maxDegree, BenchBackend.None, false,
             maxDegree < 0 ? null : ["fanout", "--n", Num(n), "--workers", Num(maxDegree), "--sleep-ms", Num(delayMs)],
-            c => (BenchFlows.FanOut(c.N, TimeSpan.FromMilliseconds(delayMs)), ExpectSuccess));
+            c => (BenchFlows.FanOut(c.N, c.Delay, c.ExactTimer), ExpectSuccess))
+        { Delay = TimeSpan.FromMilliseconds(delayMs), ExactTimer = exactTimer };
 
     public static BenchCase Unordered(int n, int maxDegree = 8) => new("B4", $"unordered parallel w={maxDegree}", n, n, true, maxDegree, BenchBackend.None, false,
         ["unordered", "--n", Num(n), "--workers", Num(maxDegree)], c => (BenchFlows.Unordered(c.N), ExpectSuccess));
@@ -119,11 +136,21 @@ public sealed class BenchCase
 
     // ------------------------------------------------------------------ running
 
-    /// <summary>Builds, compiles and runs the case once; throws <see cref="BenchCheckException"/> when the outcome is wrong.</summary>
-    public async Task<BenchSample> RunOnceAsync(BenchBackends backends)
+    /// <summary>
+    /// Builds, compiles and runs the case once; throws <see cref="BenchCheckException"/> when the outcome is wrong.
+    /// <paramref name="settleBeforeRun"/> collects garbage between compile and run (for measured samples; warm-up runs skip it).
+    /// </summary>
+    public async Task<BenchSample> RunOnceAsync(BenchBackends backends, bool settleBeforeRun = true)
     {
         await using var run = await PrepareAsync(backends).ConfigureAwait(false);
         if (CompileOnly) return run.Prepared;
+        if (!settleBeforeRun) return await run.ExecuteAsync().ConfigureAwait(false);
+        // As BenchmarkDotNet does between an iteration's setup and its measurement: without this, the first
+        // collections of the run would pay to promote what build and compile just allocated (for a 100k flow, ~25 ms
+        // on top of a 27 ms run) — compile's cost, not the run's.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
         return await run.ExecuteAsync().ConfigureAwait(false);
     }
 
@@ -187,6 +214,7 @@ public sealed class BenchCase
         public async Task<BenchSample> ExecuteAsync()
         {
             Exception? error = null;
+            int g0 = GC.CollectionCount(0), g1 = GC.CollectionCount(1);
             long a0 = GC.GetTotalAllocatedBytes(precise: true);
             long t0 = Stopwatch.GetTimestamp();
             try
@@ -200,7 +228,11 @@ public sealed class BenchCase
             long t1 = Stopwatch.GetTimestamp();
             long a1 = GC.GetTotalAllocatedBytes(precise: true);
             if (_check(Engine, error) is { } problem) throw new BenchCheckException($"{Case.Name}: {problem}", error);
-            return Prepared with { Run = Stopwatch.GetElapsedTime(t0, t1), RunAllocatedBytes = a1 - a0 };
+            return Prepared with
+            {
+                Run = Stopwatch.GetElapsedTime(t0, t1), RunAllocatedBytes = a1 - a0,
+                RunCollections = GC.CollectionCount(0) - g0, RunOlderCollections = GC.CollectionCount(1) - g1,
+            };
         }
 
         public ValueTask DisposeAsync() => _persistence?.DisposeAsync() ?? ValueTask.CompletedTask;

@@ -41,7 +41,7 @@ public static class BenchFlows
     }
 
     /// <summary>B3: start → n middle tasks → join in a graph flow, edges inferred from provides/requires (TaskFlow's "data" style).</summary>
-    public static GraphFlow FanOut(int n, TimeSpan delay)
+    public static GraphFlow FanOut(int n, TimeSpan delay, bool exactTimer = false)
     {
         var flow = new GraphFlow("fanout");
         var nodes = new FlowNode[n + 2];
@@ -50,7 +50,7 @@ public static class BenchFlows
         for (int i = 0; i < n; i++)
         {
             results[i] = $"r{i}";
-            nodes[i + 2] = new DelayTask($"m{i}", delay) { Requires = ["seed"], Provides = results[i] };
+            nodes[i + 2] = new DelayTask($"m{i}", delay, exactTimer) { Requires = ["seed"], Provides = results[i] };
         }
         nodes[1] = new NoOpTask("join") { Requires = results };
         flow.Add(nodes);

@@ -15,11 +15,16 @@ public sealed class IncrementTask(string name) : FlowTask(name)
 }
 
 /// <summary>Waits asynchronously, never blocking a thread: the I/O-bound fan-out of B3.</summary>
-public sealed class DelayTask(string name, TimeSpan delay) : FlowTask(name)
+/// <param name="name">The task's name.</param>
+/// <param name="delay">How long each execution waits.</param>
+/// <param name="exact">Wait with <see cref="ExactDelay"/> (ends on time) instead of <see cref="Task.Delay(TimeSpan, CancellationToken)"/> (ends on the runtime's next timer tick).</param>
+public sealed class DelayTask(string name, TimeSpan delay, bool exact = false) : FlowTask(name)
 {
     public async Task ExecuteAsync(CancellationToken cancellationToken)
     {
-        if (delay > TimeSpan.Zero) await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+        if (delay <= TimeSpan.Zero) return;
+        if (exact) await ExactDelay.WaitAsync(delay, cancellationToken).ConfigureAwait(false);
+        else await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
     }
 }
 

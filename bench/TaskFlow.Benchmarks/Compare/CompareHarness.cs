@@ -10,6 +10,9 @@ public sealed record CaseResult(BenchCase Case, int Samples, double RunSeconds, 
     AnchorSample? Anchor, string? AnchorNote)
 {
     public double RunMicrosPerTask => RunSeconds * 1e6 / Case.Tasks;
+
+    /// <summary>B3 with delays: the median wall time of the same waits, as many at a time, with no engine at all.</summary>
+    public double? NoEngineSeconds { get; init; }
 }
 
 /// <summary>
@@ -28,6 +31,7 @@ public sealed class CompareHarness(bool quick, TextWriter output)
             BenchCase.Linear(100), BenchCase.Linear(1_000), BenchCase.Linear(10_000), BenchCase.Linear(100_000),
             BenchCase.Chain(1_000), BenchCase.Chain(10_000),
             BenchCase.FanOut(1_000, 0, 8), BenchCase.FanOut(1_000, 0, -1), BenchCase.FanOut(1_000, 10, 8), BenchCase.FanOut(1_000, 10, -1),
+            BenchCase.FanOut(1_000, 10, 8, exactTimer: true), BenchCase.FanOut(1_000, 10, -1, exactTimer: true),
             BenchCase.Unordered(1_000),
         };
         if (quick) cases.Add(BenchCase.Linear(slow));
@@ -36,6 +40,7 @@ public sealed class CompareHarness(bool quick, TextWriter output)
         foreach (var backend in new[] { BenchBackend.SqliteWal, BenchBackend.PostgreSql })
             if (BenchBackends.IsAvailable(backend)) cases.Add(BenchCase.Persisted(slow, backend, parallel: true));
         cases.Add(BenchCase.FailLast(slow));
+        cases.Add(BenchCase.FailLast(1)); // one task that fails: the fixed cost of a failure, with nothing to revert
         cases.Add(BenchCase.Retry(slow));
         cases.Add(BenchCase.Compile(10_000, graph: false));
         cases.Add(BenchCase.Compile(100_000, graph: false));
@@ -64,7 +69,7 @@ public sealed class CompareHarness(bool quick, TextWriter output)
             // Warm up until the JIT has tiered the hot path up (about 30 calls, then a background recompile): at least
             // the given count, and for cheap cases at least a time budget too.
             var warmupBudget = Stopwatch.StartNew();
-            for (int i = 0; i < warmups || (warmupBudget.Elapsed < WarmupTime && i < 500); i++) await c.RunOnceAsync(backends).ConfigureAwait(false);
+            for (int i = 0; i < warmups || (warmupBudget.Elapsed < WarmupTime && i < 2_000); i++) await c.RunOnceAsync(backends, settleBeforeRun: false).ConfigureAwait(false);
             var samples = new List<BenchSample>();
             for (int i = 0; i < reps; i++)
             {
@@ -89,17 +94,27 @@ public sealed class CompareHarness(bool quick, TextWriter output)
                     note = e.Message;
                 }
             }
+            double? noEngine = null;
+            if (c.Delay > TimeSpan.Zero)
+            {
+                var bare = new List<double>();
+                for (int i = 0; i < reps; i++)
+                    bare.Add((await NoEngineFanOut.RunAsync(c.N, c.Delay, c.MaxDegreeOfParallelism, c.ExactTimer).ConfigureAwait(false)).TotalSeconds);
+                noEngine = Median(bare);
+            }
             var r = new CaseResult(c, samples.Count,
                 Median(samples.Select(s => s.Run.TotalSeconds)), Median(samples.Select(s => s.Compile.TotalSeconds)), Median(samples.Select(s => s.Total.TotalSeconds)),
                 Median(samples.Select(s => (double)s.RunAllocatedBytes / c.Tasks)), Median(samples.Select(s => (double)s.CompileAllocatedBytes / c.Tasks)),
-                anchorSample, note);
+                anchorSample, note) { NoEngineSeconds = noEngine };
             results.Add(r);
-            output.WriteLine($"  measured {c.Name}: {(c.CompileOnly ? $"compile {Ms(r.CompileSeconds)}" : $"run {Ms(r.RunSeconds)}, {Us(r.RunMicrosPerTask)}/task")}{(anchorSample is null ? "" : $"; TaskFlow run {anchorSample.RunSeconds.ToString("0.000", CultureInfo.InvariantCulture)} s")}");
+            output.WriteLine($"  measured {c.Name}: {(c.CompileOnly ? $"compile {Ms(r.CompileSeconds)}" : $"run {Ms(r.RunSeconds)}, {Us(r.RunMicrosPerTask)}/task")}{(noEngine is null ? "" : $"; the same waits without an engine {Ms(noEngine.Value)}")}{(anchorSample is null ? "" : $"; TaskFlow run {anchorSample.RunSeconds.ToString("0.000", CultureInfo.InvariantCulture)} s")}");
         }
         return results;
     }
 
-    private TimeSpan WarmupTime => TimeSpan.FromMilliseconds(quick ? 300 : 1000);
+    // Tiered compilation with dynamic PGO needs a few hundred runs of a 1,000-task flow before the engine's loop runs
+    // fully optimized code (measured: 2.1 ms per run after 50 runs, 0.9 ms after 100, 0.26 ms from about 300 on).
+    private TimeSpan WarmupTime => TimeSpan.FromMilliseconds(quick ? 1500 : 3000);
 
     private (int Warmups, int Reps) Repetitions(BenchCase c)
     {
@@ -184,10 +199,20 @@ public sealed class CompareHarness(bool quick, TextWriter output)
             var c = results.FirstOrDefault(r => r.Case.CompileOnly && r.Case.N == 100_000 && r.Case.Shape.Contains("graph", StringComparison.Ordinal) == graph);
             Line($"compile + validate 100k {(graph ? "graph" : "linear")} ≤ 200 ms", c is null ? "—" : Ms(c.CompileSeconds), c is null ? null : c.CompileSeconds <= 0.2);
         }
-        var w8 = Find("B3", 1_000, c => c.Shape.Contains("10 ms", StringComparison.Ordinal) && c.MaxDegreeOfParallelism == 8);
-        Line("B3 10 ms, w=8 ≤ 1.05 × 1.25 s", w8 is null ? "—" : Ms(w8.RunSeconds), w8 is null ? null : w8.RunSeconds <= 1.05 * 1.25);
-        var wu = Find("B3", 1_000, c => c.Shape.Contains("10 ms", StringComparison.Ordinal) && c.MaxDegreeOfParallelism < 0);
-        Line("B3 10 ms, unbounded ≈ 10 ms + overhead", wu is null ? "—" : Ms(wu.RunSeconds), wu is null ? null : wu.RunSeconds <= 0.0105 + 0.010);
+        // The bar of issue 8 is the ideal of tasks that take 10 ms: the exact-timer rows. Task.Delay(10) itself takes
+        // ~12 ms here (see ExactDelay), so its rows are held to the same waits run without an engine instead.
+        foreach (var exact in new[] { true, false })
+        {
+            string kind = exact ? "exact timer" : "Task.Delay";
+            var w8 = Find("B3", 1_000, c => c.ExactTimer == exact && c.Delay > TimeSpan.Zero && c.MaxDegreeOfParallelism == 8);
+            var wu = Find("B3", 1_000, c => c.ExactTimer == exact && c.Delay > TimeSpan.Zero && c.MaxDegreeOfParallelism < 0);
+            static string Bare(CaseResult r) => r.NoEngineSeconds is { } bare ? $" (the same waits without an engine: {Ms(bare)})" : "";
+            if (exact)
+                Line($"B3 10 ms ({kind}), w=8 ≤ 1.05 × 1.25 s", w8 is null ? "—" : $"{Ms(w8.RunSeconds)} = {w8.RunSeconds / 1.25:0.000} × 1.25 s{Bare(w8)}", w8 is null ? null : w8.RunSeconds <= 1.05 * 1.25);
+            else if (w8?.NoEngineSeconds is { } bare)
+                Line($"B3 10 ms ({kind}), w=8 ≤ 1.05 × the same waits without an engine", $"{Ms(w8.RunSeconds)} / {Ms(bare)} = {w8.RunSeconds / bare:0.000}×", w8.RunSeconds <= 1.05 * bare);
+            Line($"B3 10 ms ({kind}), unbounded ≈ 10 ms + overhead", wu is null ? "—" : $"{Ms(wu.RunSeconds)}{Bare(wu)}", wu is null ? null : wu.RunSeconds <= 0.0105 + 0.010);
+        }
         foreach (var (backend, parallel, bar) in new[] { (BenchBackend.SqliteWal, false, 50.0), (BenchBackend.PostgreSql, false, 500.0) })
         {
             var p = results.FirstOrDefault(r => r.Case.Group == "B5" && r.Case.Backend == backend && r.Case.Parallel == parallel);
@@ -199,10 +224,24 @@ public sealed class CompareHarness(bool quick, TextWriter output)
         var pgParallel = results.FirstOrDefault(r => r.Case.Group == "B5" && r.Case.Backend == BenchBackend.PostgreSql && r.Case.Parallel);
         if (pgSerial is not null && pgParallel is not null)
             Line("B5 postgresql: less per task on the parallel engine", $"{Us(pgParallel.RunMicrosPerTask)} vs {Us(pgSerial.RunMicrosPerTask)} serial", pgParallel.RunMicrosPerTask < pgSerial.RunMicrosPerTask);
-        var b6 = results.FirstOrDefault(r => r.Case.Group == "B6");
+        // B6(N) = the forward run of N-1 tasks + one failure (thrown, captured, rethrown to the caller) + the revert of
+        // N-1 tasks. The failure's fixed cost is measured alone by B6 at N = 1 (one task that fails, nothing to revert).
+        var b6 = results.Where(r => r.Case.Group == "B6" && r.Case.N > 1).MaxBy(r => r.Case.N);
         var fwd = b6 is null ? null : Find("B1", b6.Case.N);
+        var oneFailure = Find("B6", 1);
         if (b6 is not null && fwd is not null)
-            Line("B6 full revert ≤ the forward run", $"revert ≈ {Ms(b6.RunSeconds - fwd.RunSeconds)} (B6 run {Ms(b6.RunSeconds)} − forward {Ms(fwd.RunSeconds)})", b6.RunSeconds - fwd.RunSeconds <= fwd.RunSeconds);
+        {
+            double withFailure = b6.RunSeconds - fwd.RunSeconds;
+            if (oneFailure is null)
+                Line("B6 full revert ≤ the forward run", $"revert + one failure ≈ {Ms(withFailure)} (B6 run {Ms(b6.RunSeconds)} − forward {Ms(fwd.RunSeconds)})", withFailure <= fwd.RunSeconds);
+            else
+            {
+                double revert = withFailure - oneFailure.RunSeconds;
+                Line("B6 full revert ≤ the forward run",
+                    $"revert ≈ {Ms(revert)} (B6 run {Ms(b6.RunSeconds)} − forward {Ms(fwd.RunSeconds)} − one failure alone {Ms(oneFailure.RunSeconds)}); with the failure: {Ms(withFailure)}",
+                    revert <= fwd.RunSeconds);
+            }
+        }
         var b7 = results.FirstOrDefault(r => r.Case.Group == "B7");
         Line("B7 ≤ 10 µs per retry round", b7 is null ? "—" : Us(b7.RunMicrosPerTask), b7 is null ? null : b7.RunMicrosPerTask <= 10);
         if (b1k?.Anchor is { } a)

@@ -18,7 +18,7 @@ public sealed class TaskContext
     private double _lastProgress = double.NaN;
     private object? _lastDetails;
 
-    // One context per atom and run: the engine hands the same instance to every call of that atom.
+    // The engine creates one context per call (execute or revert) of an atom.
     internal TaskContext(string atomName, int node, CancellationToken cancellationToken, Action<int, double, object?>? progress)
     {
         AtomName = atomName;
@@ -60,17 +60,6 @@ public sealed class TaskContext
         Volatile.Write(ref _lastProgress, progress);
         _lastDetails = details;
         _progress(_node, progress, details);
-    }
-
-    /// <summary>
-    /// Starts a new call of the atom with this context: the throttle forgets the last report, so the first report of
-    /// every execute, revert or retried execute is delivered even when it repeats the previous call's last value.
-    /// The engine calls this where a task call starts.
-    /// </summary>
-    internal void BeginCall()
-    {
-        Volatile.Write(ref _lastProgress, double.NaN);
-        _lastDetails = null;
     }
 
     private bool ShouldDeliver(double progress, object? details)

@@ -21,15 +21,14 @@ public sealed class FlowStorage
     internal readonly Failure?[] FailureOf;
     internal readonly object?[] RevertResults;
     internal readonly Failure?[] RevertFailureOf;
-    internal readonly List<RetryAttempt>?[] Histories;
+    internal readonly RetryAttemptLog?[] Histories;
     internal readonly double[] Progress;
     // TaskFlow's failure cache: kept across resets by retries (see SPEC note N8), cleared only by a full reset.
-    internal readonly Dictionary<int, Failure> ExecuteFailureCache = [];
-    internal readonly Dictionary<int, Failure> RevertFailureCache = [];
+    internal readonly FailuresByAtom ExecuteFailureCache;
+    internal readonly FailuresByAtom RevertFailureCache;
     // Copy-on-write: argument lookups read the current dictionary without a lock; Inject publishes a new one.
     private volatile Dictionary<string, object?> _store;
     private readonly Lock _storeGate = new();
-    private readonly TaskArguments?[] _noArguments;
     // Each atom's first argument's resolution, then (for atoms with more) the others': most atoms have one or none,
     // and a per-atom array each would be a 100k arrays for a 100k-atom flow.
     private readonly ScopeResolution?[] _firstResolutions;
@@ -45,13 +44,14 @@ public sealed class FlowStorage
         FailureOf = new Failure?[n];
         RevertResults = new object?[n];
         RevertFailureOf = new Failure?[n];
-        Histories = new List<RetryAttempt>?[n];
+        Histories = new RetryAttemptLog?[n];
+        ExecuteFailureCache = new FailuresByAtom(compiled);
+        RevertFailureCache = new FailuresByAtom(compiled);
         Progress = new double[n];
         _firstResolutions = new ScopeResolution?[n];
         _otherResolutions = new ScopeResolution?[n][];
-        _noArguments = new TaskArguments?[n];
         foreach (var node in compiled.AtomNodes)
-            if (compiled.Kinds[node] == NodeKind.Retry) Histories[node] = [];
+            if (compiled.Kinds[node] == NodeKind.Retry) Histories[node] = new RetryAttemptLog();
         var initial = new Dictionary<string, object?>(StringComparer.Ordinal);
         foreach (var (k, v) in store)
         {
@@ -60,6 +60,12 @@ public sealed class FlowStorage
         }
         _store = initial;
     }
+
+    /// <summary>
+    /// The current store snapshot: a new object whenever the store changes (it is copied on write and never changed
+    /// in place), so whatever was checked against one snapshot still holds while it is current.
+    /// </summary>
+    internal object StoreVersion => _store;
 
     /// <summary>The flow-level store (a copy).</summary>
     public IReadOnlyDictionary<string, object?> Store => new Dictionary<string, object?>(_store, StringComparer.Ordinal);
@@ -123,24 +129,16 @@ public sealed class FlowStorage
     }
 
     /// <summary>The execute failures recorded so far, by atom name (TaskFlow's <c>get_failures</c>).</summary>
-    public IReadOnlyDictionary<string, Failure> GetFailures() => NamedFailures(ExecuteFailureCache);
+    public IReadOnlyDictionary<string, Failure> GetFailures() => ExecuteFailureCache.ByName();
 
     /// <summary>The revert failures recorded so far, by atom name.</summary>
-    public IReadOnlyDictionary<string, Failure> GetRevertFailures() => NamedFailures(RevertFailureCache);
-
-    internal IReadOnlyDictionary<string, Failure> NamedFailures(Dictionary<int, Failure> cache)
-    {
-        if (cache.Count == 0) return Atoms.FlowTask.EmptyFailures;
-        var d = new Dictionary<string, Failure>(cache.Count, StringComparer.Ordinal);
-        foreach (var (node, f) in cache) d[Compiled.Atoms[node]!.Name] = f;
-        return d;
-    }
+    public IReadOnlyDictionary<string, Failure> GetRevertFailures() => RevertFailureCache.ByName();
 
     /// <summary>A retry controller's history.</summary>
     public RetryHistory GetRetryHistory(string retryName)
     {
         int n = NodeOf(retryName);
-        return Histories[n] is { } h ? new RetryHistory(h.ToArray(), FailureOf[n]) : throw new ArgumentException($"'{retryName}' is not a retry controller.", nameof(retryName));
+        return Histories[n] is { } h ? h.Snapshot(FailureOf[n]) : throw new ArgumentException($"'{retryName}' is not a retry controller.", nameof(retryName));
     }
 
     /// <summary>An atom's execute result: its value, or its <see cref="Failure"/> if it failed.</summary>
@@ -431,7 +429,9 @@ public sealed class FlowStorage
         var atom = Compiled.Atoms[node]!;
         var map = atom.Map;
         var bindings = revert ? map.Revert : map.Execute;
-        if (bindings.Length == 0) return _noArguments[node] ??= TaskArguments.Empty(atom.Name);
+        // Not cached per atom: a short-lived object per call costs a gen-0 GC nothing, while one kept per atom for the
+        // run survives every collection of a large run and is copied twice on its way to gen 2.
+        if (bindings.Length == 0) return TaskArguments.Empty(atom.Name);
         var values = new object?[bindings.Length];
         var present = new bool[bindings.Length];
         var inject = atom.Inject;

@@ -96,6 +96,20 @@ public sealed class FlowEngineTests
     }
 
     [Fact]
+    public async Task Validate_IsCheckedAgainWhenTheStoreChanges_AndARunAfterAValidateUsesItsAnswer()
+    {
+        var flow = new LinearFlow("f") { FlowTask.Create("a", (int size) => size * 2, provides: "doubled") };
+        var engine = FlowEngine.CreateSerial(flow);
+        Assert.Throws<MissingDependenciesException>(() => engine.Validate());
+        Assert.Throws<MissingDependenciesException>(() => engine.Validate()); // a failed check is never remembered
+        engine.Storage.Inject([new("size", 21)]);
+        engine.Validate();
+        engine.Validate();
+        await engine.RunAsync();
+        Assert.Equal(42, engine.Storage.Fetch<int>("doubled"));
+    }
+
+    [Fact]
     public async Task RunAsync_ProviderAfterConsumer_IsNotVisible()
     {
         var flow = new LinearFlow("f")

@@ -87,16 +87,27 @@ public sealed class NotificationHubTests
         Assert.InRange(values.Count, 100, 105);
     }
 
-    [Fact]
-    public void ReportProgress_SameValueInANewCall_IsDeliveredAgain()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ReportProgress_SameValueInANewCall_IsDeliveredAgain(bool parallel)
     {
+        int calls = 0;
+        var flow = new LinearFlow("f", new TimesRetry(3) { Name = "r" })
+        {
+            FlowTask.Create("t", (TaskContext c) =>
+            {
+                c.ReportProgress(0.5);
+                c.ReportProgress(0.5); // same call, no change: dropped
+                if (++calls < 3) throw new InvalidOperationException("again");
+            }),
+        };
+        var engine = parallel ? FlowEngine.CreateParallel(flow) : FlowEngine.CreateSerial(flow);
         var delivered = new List<double>();
-        var context = TaskContext.Create("t", progress: (p, _) => delivered.Add(p));
-        context.ReportProgress(0.5);
-        context.ReportProgress(0.5);   // same call, no change: dropped
-        context.BeginCall();
-        context.ReportProgress(0.5);   // a new call starts from nothing delivered
-        Assert.Equal([0.5, 0.5], delivered);
+        using (engine.Notifications.Subscribe<TaskProgressChanged>(e => { lock (delivered) delivered.Add(e.Progress); }))
+            await engine.RunAsync();
+        Assert.Equal(3, calls);
+        Assert.Equal([0.5, 0.5, 0.5], delivered.Where(p => p == 0.5)); // each new call starts from nothing delivered
     }
 
     [Fact]

@@ -207,8 +207,8 @@ internal sealed class RunJournal
                 break;
         }
         // TaskFlow rebuilds its failure cache from the saved failures.
-        if (_s.FailureOf[node] is { } f) _s.ExecuteFailureCache[node] = f;
-        if (_s.RevertFailureOf[node] is { } rf) _s.RevertFailureCache[node] = rf;
+        if (_s.FailureOf[node] is { } f) _s.ExecuteFailureCache.Set(node, f);
+        if (_s.RevertFailureOf[node] is { } rf) _s.RevertFailureCache.Set(node, rf);
     }
 
     /// <summary>A PENDING detail for an atom the saved run does not have yet (its id is remembered for later saves).</summary>

@@ -41,8 +41,8 @@ internal static class AtomActions
             if (state is AtomState.Failure or AtomState.RevertFailure && result is Failure f)
             {
                 var intention = s.Intentions[node];
-                if (intention == AtomIntention.Execute) s.ExecuteFailureCache[node] = f;
-                else if (intention == AtomIntention.Revert) s.RevertFailureCache[node] = f;
+                if (intention == AtomIntention.Execute) s.ExecuteFailureCache.Set(node, f);
+                else if (intention == AtomIntention.Revert) s.RevertFailureCache.Set(node, f);
             }
         }
         else
@@ -99,5 +99,5 @@ internal static class AtomActions
     }
 
     public static RetryHistory HistoryOf(FlowStorage s, int node) =>
-        new(s.Histories[node]!.ToArray(), s.FailureOf[node]);
+        s.Histories[node]!.Snapshot(s.FailureOf[node]);
 }

@@ -25,9 +25,8 @@ internal sealed class EngineLoop
     private readonly bool _parallel;
     private readonly SemaphoreSlim? _throttle;
     private readonly Channel<Completion>? _completions;
-    private readonly TaskContext?[] _contexts;
     private readonly Action<int, double, object?> _onProgress;
-    private readonly List<(int From, FlowLink Link)>?[] _edgeDeciders;
+    private List<(int From, FlowLink Link)>?[]? _edgeDeciders; // only flows with decider links need it
     private readonly TaskExecutor? _executor;
     private readonly Journaling.RunJournal? _journal;
     private readonly List<TaskCall> _starts = [];
@@ -87,8 +86,6 @@ internal sealed class EngineLoop
         _executor = engine.Options.Executor;
         _journal = storage.Journal;
         _inNextUp = new bool[_c.NodeCount];
-        _contexts = new TaskContext?[_c.NodeCount];
-        _edgeDeciders = new List<(int, FlowLink)>?[_c.NodeCount];
         _onProgress = OnProgress;
         _browseWalk = new Walk(_c.NodeCount);
         _readyWalk = new Walk(_c.NodeCount);
@@ -271,8 +268,9 @@ internal sealed class EngineLoop
     /// <summary>Everything one task call needs, fixed at scheduling time on the loop.</summary>
     private readonly record struct TaskCall(int Node, FlowTask Task, TaskArguments Arguments, bool IsRevert, TaskOutcome Outcome, IReadOnlyDictionary<string, Failure>? FlowFailures);
 
-    private TaskContext ContextOf(int node) =>
-        _contexts[node] ??= new TaskContext(_c.Atoms[node]!.Name, node, _cancellationToken, _onProgress);
+    // A context per call rather than one kept per atom for the run: short-lived objects cost a gen-0 collection
+    // nothing, while 100k contexts held for the run survive every collection and get copied to gen 2.
+    private TaskContext ContextOf(int node) => new(_c.Atoms[node]!.Name, node, _cancellationToken, _onProgress);
 
     private void OnProgress(int node, double progress, object? details)
     {
@@ -301,8 +299,7 @@ internal sealed class EngineLoop
     {
         try
         {
-            var context = ContextOf(call.Node);
-            context.BeginCall(); // progress throttling starts afresh for each call of the atom
+            var context = ContextOf(call.Node); // fresh for each call, so progress throttling starts afresh too
             var executor = _executor;
             var result = executor is null
                 ? call.IsRevert
@@ -515,7 +512,7 @@ internal sealed class EngineLoop
         {
             // Attempts are immutable (a retry controller may keep the history it was given): replace the latest one.
             var failures = new Dictionary<string, Failure>(last.Failures, StringComparer.Ordinal) { [failedName] = failure };
-            history[^1] = last with { Failures = failures };
+            history.ReplaceLast(last with { Failures = failures });
             _journal?.MarkDirty(retryNode);
         }
         var args = _s.FetchArguments(retryNode, revert: false);
@@ -665,6 +662,7 @@ internal sealed class EngineLoop
     private bool CheckDeciders(int node)
     {
         if (_c.DeciderEdges.Count == 0) return true;
+        _edgeDeciders ??= new List<(int, FlowLink)>?[_c.NodeCount];
         var edges = _edgeDeciders[node] ??= EdgeDeciders(node);
         if (edges.Count == 0) return true;
         var history = new Dictionary<string, object?>(StringComparer.Ordinal);
