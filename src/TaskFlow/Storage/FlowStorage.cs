@@ -310,9 +310,13 @@ public sealed class FlowStorage
     internal sealed class ScopeResolution
     {
         /// <summary>Visible providers grouped by scope level, innermost first, nearest first within a level.</summary>
-        public required int[][] Levels { get; init; }
+        public int[][] Levels { get; init; } = [];
+        /// <summary>Instead of <see cref="Levels"/>, the only level (most arguments have one provider: no wrapper array each).</summary>
+        public int[]? OnlyLevel { get; init; }
         /// <summary>Whether some atom anywhere provides the symbol.</summary>
         public required bool Registered { get; init; }
+
+        public bool HasVisibleProvider => OnlyLevel is not null || Levels.Length > 0;
     }
 
     internal ScopeResolution Resolve(int node, int bindingIndex, ArgumentBinding binding, bool revert)
@@ -327,8 +331,8 @@ public sealed class FlowStorage
     }
 
     // Resolutions without providers are all alike: shared (validating a 100k-atom flow resolves 100k symbols).
-    private static readonly ScopeResolution Unregistered = new() { Levels = [], Registered = false };
-    private static readonly ScopeResolution NoVisibleProvider = new() { Levels = [], Registered = true };
+    private static readonly ScopeResolution Unregistered = new() { Registered = false };
+    private static readonly ScopeResolution NoVisibleProvider = new() { Registered = true };
 
     private ScopeResolution ComputeResolution(int node, string symbol)
     {
@@ -340,7 +344,7 @@ public sealed class FlowStorage
             // The common case, one provider: it is the only level if it is visible and runs before the consumer.
             int provider = providers[0];
             return provider != node && VisibleLevel(consumerScope, Compiled.ScopeOfNode[provider]) >= 0 && IsAncestor(provider, node)
-                ? new ScopeResolution { Levels = [providers], Registered = true } // providers is [provider], read-only
+                ? new ScopeResolution { OnlyLevel = providers, Registered = true } // providers is [provider], read-only
                 : NoVisibleProvider;
         }
         var candidates = new List<(int Level, int Node)>();
@@ -456,27 +460,39 @@ public sealed class FlowStorage
 
     private bool TryFromProviders(Atom consumer, ScopeResolution resolution, ArgumentBinding b, out object? value)
     {
+        if (resolution.OnlyLevel is { } only) return TryFromLevel(consumer, only, b, out value);
         foreach (var level in resolution.Levels)
-        {
-            List<(int Node, object? Container)>? found = null;
-            foreach (var p in level)
-            {
-                if (!TryGetExecuteResult(p, out var container, out var ignored))
-                {
-                    if (ignored) continue;
-                    throw new NotFoundException(
-                        $"Atom '{consumer.Name}' parameter '{b.Parameter}' expects '{b.Symbol}' from '{Compiled.Atoms[p]!.Name}', whose result is not available in state {States[p].ToTaskFlowName()}.");
-                }
-                (found ??= []).Add((p, container));
-            }
-            if (found is null) continue;
-            foreach (var (p, container) in found)
-                if (TryExtract(Compiled.Atoms[p]!, container, b.Symbol, out value)) return true;
-            throw new NotFoundException(
-                $"Atom '{consumer.Name}' parameter '{b.Parameter}': the result of {string.Join(", ", found.Select(f => $"'{Compiled.Atoms[f.Node]!.Name}'"))} has no element for '{b.Symbol}'.");
-        }
+            if (TryFromLevel(consumer, level, b, out value)) return true;
         value = null;
         return false;
+    }
+
+    /// <summary>
+    /// The value from the first provider of one scope level that has a result; false when none has one (the next level
+    /// is asked); throws when a provider's result is not available or has no element for the symbol.
+    /// </summary>
+    private bool TryFromLevel(Atom consumer, int[] level, ArgumentBinding b, out object? value)
+    {
+        List<(int Node, object? Container)>? found = null;
+        foreach (var p in level)
+        {
+            if (!TryGetExecuteResult(p, out var container, out var ignored))
+            {
+                if (ignored) continue;
+                throw new NotFoundException(
+                    $"Atom '{consumer.Name}' parameter '{b.Parameter}' expects '{b.Symbol}' from '{Compiled.Atoms[p]!.Name}', whose result is not available in state {States[p].ToTaskFlowName()}.");
+            }
+            (found ??= []).Add((p, container));
+        }
+        if (found is null)
+        {
+            value = null;
+            return false;
+        }
+        foreach (var (p, container) in found)
+            if (TryExtract(Compiled.Atoms[p]!, container, b.Symbol, out value)) return true;
+        throw new NotFoundException(
+            $"Atom '{consumer.Name}' parameter '{b.Parameter}': the result of {string.Join(", ", found.Select(f => $"'{Compiled.Atoms[f.Node]!.Name}'"))} has no element for '{b.Symbol}'.");
     }
 
     /// <summary>Whether a requirement can be satisfied at all (TaskFlow's validation: any visible potential provider).</summary>
@@ -487,6 +503,6 @@ public sealed class FlowStorage
         if (atom.Inject is not null && atom.Inject.ContainsKey(b.Symbol)) return true;
         if (StoreContains(b.Symbol)) return true;
         var r = Resolve(node, bindingIndex, b, revert);
-        return r.Levels.Length > 0;
+        return r.HasVisibleProvider;
     }
 }
