@@ -132,6 +132,12 @@ public abstract class Atom : FlowNode
     /// <summary>The symbols this atom publishes.</summary>
     public IReadOnlyList<string> ProvidedSymbols => _provides.Names;
 
+    /// <summary><see cref="ProvidedSymbols"/> as an array (may repeat a name under positional provides).</summary>
+    internal string[] ProvidedSymbolArray => _provides.NameArray;
+
+    /// <summary><see cref="RequiredSymbols"/> as an array (distinct).</summary>
+    internal string[] RequiredSymbolArray => Map.RequiredSymbols;
+
     internal ArgumentMap Map => _map ??= ArgumentMap.Build(this);
 
     /// <summary>Computes and caches the argument mapping now, so definition errors surface at build time.</summary>
@@ -139,10 +145,20 @@ public abstract class Atom : FlowNode
 
     internal sealed class ArgumentMap
     {
+        /// <summary>The map of an atom that binds nothing (most no-argument tasks): one shared instance.</summary>
+        private static readonly ArgumentMap Empty = new()
+        {
+            Execute = [], Revert = [], RequiredSymbols = [], OptionalSymbols = [], ExecuteNames = [], RevertNames = [],
+        };
+
+        // Atoms of one type bind the same parameter names: their name arrays are shared, keyed by the binder's parameters.
+        private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<AtomParameter[], string[]> NamesBySignature = [];
+
         public required ArgumentBinding[] Execute { get; init; }
         public required ArgumentBinding[] Revert { get; init; }
-        public required HashSet<string> RequiredSymbols { get; init; }
-        public required HashSet<string> OptionalSymbols { get; init; }
+        /// <summary>Distinct, in binding order (execute first); arrays, since a flow of 100k atoms holds 100k of them.</summary>
+        public required string[] RequiredSymbols { get; init; }
+        public required string[] OptionalSymbols { get; init; }
         /// <summary>Parameter names in binding order, shared by every call's <see cref="TaskArguments"/>.</summary>
         public required string[] ExecuteNames { get; init; }
         public required string[] RevertNames { get; init; }
@@ -155,17 +171,11 @@ public abstract class Atom : FlowNode
             // Most atoms revert with the parameters they execute with: bind once (the execute binding already raised
             // anything the revert binding could).
             var revert = SameParameters(execDeclared, revertDeclared) ? exec : BuildBindings(atom, revertDeclared, "revert");
+            if (exec.Length == 0 && revert.Length == 0) return Empty;
             var inject = atom._inject;
-            var required = new HashSet<string>(StringComparer.Ordinal);
-            var optional = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var bindings in ReferenceEquals(revert, exec) ? [exec] : new[] { exec, revert })
-                foreach (var b in bindings)
-                {
-                    if (inject is not null && inject.ContainsKey(b.Symbol)) continue;
-                    if (b.IsOptional) optional.Add(b.Symbol); else required.Add(b.Symbol);
-                }
-            optional.ExceptWith(required);
-            var execNames = Array.ConvertAll(exec, b => b.Parameter);
+            var required = Symbols(exec, revert, inject, optional: false, exclude: []);
+            var optional = Symbols(exec, revert, inject, optional: true, exclude: required);
+            var execNames = NamesOf(exec, execDeclared);
             return new ArgumentMap
             {
                 Execute = exec,
@@ -173,8 +183,43 @@ public abstract class Atom : FlowNode
                 RequiredSymbols = required,
                 OptionalSymbols = optional,
                 ExecuteNames = execNames,
-                RevertNames = ReferenceEquals(revert, exec) ? execNames : Array.ConvertAll(revert, b => b.Parameter),
+                RevertNames = ReferenceEquals(revert, exec) ? execNames : NamesOf(revert, revertDeclared),
             };
+        }
+
+        /// <summary>The distinct symbols of the (non-injected) required or optional bindings, minus <paramref name="exclude"/>.</summary>
+        private static string[] Symbols(ArgumentBinding[] exec, ArgumentBinding[] revert, IReadOnlyDictionary<string, object?>? inject, bool optional, string[] exclude)
+        {
+            bool one = ReferenceEquals(revert, exec);
+            string[]? found = null;
+            int count = 0;
+            HashSet<string>? seen = null; // only for atoms with many parameters; a linear scan is cheaper below that
+            for (int pass = 0; pass < (one ? 1 : 2); pass++)
+                foreach (var b in pass == 0 ? exec : revert)
+                {
+                    if (b.IsOptional != optional || Array.IndexOf(exclude, b.Symbol) >= 0) continue;
+                    if (inject is not null && inject.ContainsKey(b.Symbol)) continue;
+                    found ??= new string[one ? exec.Length : exec.Length + revert.Length];
+                    if (seen is null && count >= 16) seen = new HashSet<string>(found.Take(count), StringComparer.Ordinal);
+                    if (seen is not null ? !seen.Add(b.Symbol) : Array.IndexOf(found, b.Symbol, 0, count) >= 0) continue;
+                    found[count++] = b.Symbol;
+                }
+            if (found is null) return [];
+            if (count < found.Length) Array.Resize(ref found, count);
+            return found;
+        }
+
+        /// <summary>The parameter names of <paramref name="bindings"/>; shared by atoms of a type when they are the signature's names in order.</summary>
+        private static string[] NamesOf(ArgumentBinding[] bindings, IReadOnlyList<AtomParameter> declared)
+        {
+            if (bindings.Length == 0) return [];
+            if (declared is AtomParameter[] signature && signature.Length == bindings.Length)
+            {
+                bool same = true;
+                for (int i = 0; i < bindings.Length && same; i++) same = bindings[i].Parameter == signature[i].Name;
+                if (same) return NamesBySignature.GetValue(signature, static s => Array.ConvertAll(s, p => p.Name));
+            }
+            return Array.ConvertAll(bindings, b => b.Parameter);
         }
 
         private static bool SameParameters(IReadOnlyList<AtomParameter> a, IReadOnlyList<AtomParameter> b)
@@ -188,70 +233,84 @@ public abstract class Atom : FlowNode
 
         private static ArgumentBinding[] BuildBindings(Atom atom, IReadOnlyList<AtomParameter> declared, string method)
         {
-            if (declared.Count == 0 && atom._rebind is null) return [];
-            // Ordered required parameters, then optional ones (TaskFlow's signature inference + requires=).
-            var required = new List<string>();
-            var optional = new Dictionary<string, object?>(StringComparer.Ordinal);
-            var optionalOrder = new List<string>();
+            var rebind = atom._rebind;
+            if (declared.Count == 0 && rebind is null) return [];
+            // Ordered required parameters, then optional ones (TaskFlow's signature inference + requires=), each with
+            // the symbol it reads. Held as bindings from the start: an atom's arrays are the result, not scratch lists.
+            var required = new ArgumentBinding[declared.Count];
+            int requiredCount = 0;
+            ArgumentBinding[]? optional = null;
+            int optionalCount = 0;
             foreach (var p in declared)
             {
-                if (p.IsOptional) { if (optional.TryAdd(p.Name, p.DefaultValue)) optionalOrder.Add(p.Name); }
-                else if (!required.Contains(p.Name)) required.Add(p.Name);
+                if (p.IsOptional)
+                {
+                    optional ??= new ArgumentBinding[declared.Count];
+                    if (IndexOf(optional, optionalCount, p.Name) < 0) optional[optionalCount++] = new ArgumentBinding(p.Name, p.Name, true, p.DefaultValue);
+                }
+                else if (IndexOf(required, requiredCount, p.Name) < 0)
+                {
+                    required[requiredCount++] = new ArgumentBinding(p.Name, p.Name, false, null);
+                }
             }
-            var symbolOf = new Dictionary<string, string>(StringComparer.Ordinal);
-            var rebind = atom._rebind;
             if (rebind is not null)
             {
-                IEnumerable<KeyValuePair<string, string>> pairs;
+                List<string>? extras = null;
                 if (rebind.PositionalSymbols is { } list)
                 {
-                    var zipped = new List<KeyValuePair<string, string>>();
+                    // Zipped with the required parameters as they were before any optional one was promoted.
+                    // (Rebinding changes only symbols and appends: the first requiredBefore parameter names stay put.)
+                    int requiredBefore = requiredCount;
                     for (int i = 0; i < list.Count; i++)
-                    {
-                        var param = i < required.Count ? required[i] : list[i];
-                        zipped.Add(new(param, list[i]));
-                    }
-                    pairs = zipped;
+                        Rebind(atom, i < requiredBefore ? required[i].Parameter : list[i], list[i], ref required, ref requiredCount, optional, ref optionalCount, ref extras);
                 }
                 else
                 {
-                    pairs = rebind.Map!;
-                }
-                var extras = new List<string>();
-                foreach (var (param, symbol) in pairs)
-                {
-                    if (string.IsNullOrWhiteSpace(symbol))
-                        throw new FlowDefinitionException($"Atom '{atom.Name}' rebinds parameter '{param}' to an empty symbol name.");
-                    bool isRequired = required.Contains(param);
-                    bool isOptional = optional.ContainsKey(param);
-                    if (!isRequired && !isOptional)
-                    {
-                        extras.Add(param);
-                        continue;
-                    }
-                    symbolOf[param] = symbol;
-                    if (isOptional)
-                    {
-                        // TaskFlow: rebinding an optional parameter makes it required.
-                        optional.Remove(param);
-                        optionalOrder.Remove(param);
-                        required.Add(param);
-                    }
+                    foreach (var (param, symbol) in rebind.Map!) Rebind(atom, param, symbol, ref required, ref requiredCount, optional, ref optionalCount, ref extras);
                 }
                 // Rebinding names the execute parameters; a revert that takes fewer parameters simply ignores the rest.
-                if (extras.Count > 0 && method == "execute")
+                if (extras is not null && method == "execute")
+                {
+                    var parameters = required.Take(requiredCount).Concat(optional is null ? [] : optional.Take(optionalCount)).Select(b => b.Parameter);
                     throw new FlowDefinitionException(
                         $"Atom '{atom.Name}' rebinds {string.Join(", ", extras.Select(e => $"'{e}'"))}, which {(extras.Count == 1 ? "is not a parameter" : "are not parameters")} of its {method} " +
-                        $"(parameters: {string.Join(", ", required.Concat(optionalOrder))}). Extra arguments cannot be bound.");
+                        $"(parameters: {string.Join(", ", parameters)}). Extra arguments cannot be bound.");
+                }
             }
-
-            var bindings = new ArgumentBinding[required.Count + optionalOrder.Count];
-            int k = 0;
-            foreach (var p in required)
-                bindings[k++] = new ArgumentBinding(p, symbolOf.GetValueOrDefault(p, p), false, null);
-            foreach (var p in optionalOrder)
-                bindings[k++] = new ArgumentBinding(p, symbolOf.GetValueOrDefault(p, p), true, optional[p]);
+            if (optionalCount == 0 && requiredCount == required.Length) return required;
+            var bindings = new ArgumentBinding[requiredCount + optionalCount];
+            Array.Copy(required, bindings, requiredCount);
+            if (optionalCount > 0) Array.Copy(optional!, 0, bindings, requiredCount, optionalCount);
             return bindings;
+        }
+
+        /// <summary>Points <paramref name="param"/> at <paramref name="symbol"/>; an optional parameter becomes required, an unknown one is an extra.</summary>
+        private static void Rebind(Atom atom, string param, string symbol, ref ArgumentBinding[] required, ref int requiredCount,
+            ArgumentBinding[]? optional, ref int optionalCount, ref List<string>? extras)
+        {
+            if (string.IsNullOrWhiteSpace(symbol))
+                throw new FlowDefinitionException($"Atom '{atom.Name}' rebinds parameter '{param}' to an empty symbol name.");
+            bool isRequired = false;
+            for (int i = 0; i < requiredCount; i++)
+                if (required[i].Parameter == param) { required[i] = required[i] with { Symbol = symbol }; isRequired = true; }
+            int o = optional is null ? -1 : IndexOf(optional, optionalCount, param);
+            if (o < 0)
+            {
+                if (!isRequired) (extras ??= []).Add(param);
+                return;
+            }
+            // TaskFlow: rebinding an optional parameter makes it required.
+            Array.Copy(optional!, o + 1, optional!, o, optionalCount - o - 1);
+            optionalCount--;
+            if (requiredCount == required.Length) Array.Resize(ref required, required.Length + 1);
+            required[requiredCount++] = new ArgumentBinding(param, symbol, false, null);
+        }
+
+        private static int IndexOf(ArgumentBinding[] bindings, int count, string parameter)
+        {
+            for (int i = 0; i < count; i++)
+                if (bindings[i].Parameter == parameter) return i;
+            return -1;
         }
     }
 }

@@ -21,8 +21,11 @@ public sealed class ProvidesSpec
     private ProvidesSpec(ProvidesKind kind, string[] names)
     {
         Kind = kind;
-        Names = names;
+        Names = NameArray = names;
     }
+
+    /// <summary>The names as the array they are kept in (loops over it need no enumerator).</summary>
+    internal string[] NameArray { get; }
 
     /// <summary>Publishes nothing.</summary>
     public static ProvidesSpec None { get; } = new(ProvidesKind.None, []);

@@ -139,12 +139,21 @@ public sealed class FlowEngine
                 if (!s.IsSatisfiable(node, i, exec[i], revert: false))
                     missing.Add(new MissingRequirement(atom.Name, exec[i].Parameter, exec[i].Symbol, "execute"));
             var rev = atom.RevertBindings;
+            if (ReferenceEquals(rev, exec)) continue; // revert binds as execute does: the same answers, already listed
             for (int i = 0; i < rev.Count; i++)
-                if (!s.IsSatisfiable(node, i, rev[i], revert: true) && !missing.Exists(m => m.AtomName == atom.Name && m.SymbolName == rev[i].Symbol))
+                if (!s.IsSatisfiable(node, i, rev[i], revert: true) && !IsListed(missing, atom.Name, rev[i].Symbol))
                     missing.Add(new MissingRequirement(atom.Name, rev[i].Parameter, rev[i].Symbol, "revert"));
         }
         if (missing.Count > 0) throw new MissingDependenciesException(Flow.Name, missing);
         _validatedStore = store;
+    }
+
+    // A loop, not a lambda: a lambda capturing the atom would cost a closure per atom validated.
+    private static bool IsListed(List<MissingRequirement> missing, string atomName, string symbol)
+    {
+        foreach (var m in missing)
+            if (m.AtomName == atomName && m.SymbolName == symbol) return true;
+        return false;
     }
 
     /// <summary>

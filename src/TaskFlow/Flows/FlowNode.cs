@@ -5,6 +5,12 @@ public abstract class FlowNode
 {
     private string? _name;
 
+    /// <summary>
+    /// The token of the compilation that last visited this atom: how a compilation finds an atom used twice without
+    /// hashing 100k objects (<c>FlowCompiler</c>).
+    /// </summary>
+    internal object? CompileMark;
+
     /// <summary>The node's name; atom names are unique within a flow tree. Defaults to the type's name.</summary>
     public string Name
     {

@@ -29,7 +29,10 @@ public sealed class FlowStorage
     // Copy-on-write: argument lookups read the current dictionary without a lock; Inject publishes a new one.
     private volatile Dictionary<string, object?> _store;
     private readonly Lock _storeGate = new();
-    private readonly ScopeResolution?[][] _resolutions;
+    // Each atom's first argument's resolution, then (for atoms with more) the others': most atoms have one or none,
+    // and a per-atom array each would be a 100k arrays for a 100k-atom flow.
+    private readonly ScopeResolution?[] _firstResolutions;
+    private readonly ScopeResolution?[]?[] _otherResolutions;
 
     internal FlowStorage(CompiledFlow compiled, IEnumerable<KeyValuePair<string, object?>> store)
     {
@@ -45,7 +48,8 @@ public sealed class FlowStorage
         ExecuteFailureCache = new FailuresByAtom(compiled);
         RevertFailureCache = new FailuresByAtom(compiled);
         Progress = new double[n];
-        _resolutions = new ScopeResolution?[n][];
+        _firstResolutions = new ScopeResolution?[n];
+        _otherResolutions = new ScopeResolution?[n][];
         foreach (var node in compiled.AtomNodes)
             if (compiled.Kinds[node] == NodeKind.Retry) Histories[node] = new RetryAttemptLog();
         var initial = new Dictionary<string, object?>(StringComparer.Ordinal);
@@ -306,23 +310,43 @@ public sealed class FlowStorage
     internal sealed class ScopeResolution
     {
         /// <summary>Visible providers grouped by scope level, innermost first, nearest first within a level.</summary>
-        public required int[][] Levels { get; init; }
+        public int[][] Levels { get; init; } = [];
+        /// <summary>Instead of <see cref="Levels"/>, the only level (most arguments have one provider: no wrapper array each).</summary>
+        public int[]? OnlyLevel { get; init; }
         /// <summary>Whether some atom anywhere provides the symbol.</summary>
         public required bool Registered { get; init; }
+
+        public bool HasVisibleProvider => OnlyLevel is not null || Levels.Length > 0;
     }
 
     internal ScopeResolution Resolve(int node, int bindingIndex, ArgumentBinding binding, bool revert)
     {
-        var perNode = _resolutions[node] ??= new ScopeResolution?[(Compiled.Atoms[node]!.ExecuteBindings.Count + Compiled.Atoms[node]!.RevertBindings.Count)];
-        int slot = revert ? Compiled.Atoms[node]!.ExecuteBindings.Count + bindingIndex : bindingIndex;
-        return perNode[slot] ??= ComputeResolution(node, binding.Symbol);
+        // An atom whose revert binds as its execute does (the same bindings) resolves each argument once for both.
+        var map = Compiled.Atoms[node]!.Map;
+        bool shared = ReferenceEquals(map.Revert, map.Execute);
+        int slot = revert && !shared ? map.Execute.Length + bindingIndex : bindingIndex;
+        if (slot == 0) return _firstResolutions[node] ??= ComputeResolution(node, binding.Symbol);
+        var others = _otherResolutions[node] ??= new ScopeResolution?[(shared ? map.Execute.Length : map.Execute.Length + map.Revert.Length) - 1];
+        return others[slot - 1] ??= ComputeResolution(node, binding.Symbol);
     }
+
+    // Resolutions without providers are all alike: shared (validating a 100k-atom flow resolves 100k symbols).
+    private static readonly ScopeResolution Unregistered = new() { Registered = false };
+    private static readonly ScopeResolution NoVisibleProvider = new() { Registered = true };
 
     private ScopeResolution ComputeResolution(int node, string symbol)
     {
         if (!Compiled.Providers.TryGetValue(symbol, out var providers))
-            return new ScopeResolution { Levels = [], Registered = false };
+            return Unregistered;
         var consumerScope = Compiled.ScopeOfNode[node];
+        if (providers.Length == 1)
+        {
+            // The common case, one provider: it is the only level if it is visible and runs before the consumer.
+            int provider = providers[0];
+            return provider != node && VisibleLevel(consumerScope, Compiled.ScopeOfNode[provider]) >= 0 && IsAncestor(provider, node)
+                ? new ScopeResolution { OnlyLevel = providers, Registered = true } // providers is [provider], read-only
+                : NoVisibleProvider;
+        }
         var candidates = new List<(int Level, int Node)>();
         foreach (var p in providers)
         {
@@ -330,7 +354,7 @@ public sealed class FlowStorage
             var level = VisibleLevel(consumerScope, Compiled.ScopeOfNode[p]);
             if (level >= 0) candidates.Add((level, p));
         }
-        if (candidates.Count == 0) return new ScopeResolution { Levels = [], Registered = true };
+        if (candidates.Count == 0) return NoVisibleProvider;
         var ancestors = AncestorsAmong(node, candidates);
         if (candidates.Count == 1)
             return new ScopeResolution { Levels = ancestors.Count == 1 ? [[candidates[0].Node]] : [], Registered = true };
@@ -364,6 +388,14 @@ public sealed class FlowStorage
                 return providerBranch.IndexInParent < last.IndexInParent ? level : -1;
         }
         return -1;
+    }
+
+    /// <summary>Whether <paramref name="provider"/> is a transitive predecessor of <paramref name="node"/> (usually a direct one: no search).</summary>
+    private bool IsAncestor(int provider, int node)
+    {
+        if (Compiled.TopologicalRank[provider] >= Compiled.TopologicalRank[node]) return false;
+        if (Array.IndexOf(Compiled.Predecessors[node], provider) >= 0) return true;
+        return AncestorsAmong(node, [(0, provider)]).Count == 1;
     }
 
     /// <summary>
@@ -428,27 +460,39 @@ public sealed class FlowStorage
 
     private bool TryFromProviders(Atom consumer, ScopeResolution resolution, ArgumentBinding b, out object? value)
     {
+        if (resolution.OnlyLevel is { } only) return TryFromLevel(consumer, only, b, out value);
         foreach (var level in resolution.Levels)
-        {
-            List<(int Node, object? Container)>? found = null;
-            foreach (var p in level)
-            {
-                if (!TryGetExecuteResult(p, out var container, out var ignored))
-                {
-                    if (ignored) continue;
-                    throw new NotFoundException(
-                        $"Atom '{consumer.Name}' parameter '{b.Parameter}' expects '{b.Symbol}' from '{Compiled.Atoms[p]!.Name}', whose result is not available in state {States[p].ToTaskFlowName()}.");
-                }
-                (found ??= []).Add((p, container));
-            }
-            if (found is null) continue;
-            foreach (var (p, container) in found)
-                if (TryExtract(Compiled.Atoms[p]!, container, b.Symbol, out value)) return true;
-            throw new NotFoundException(
-                $"Atom '{consumer.Name}' parameter '{b.Parameter}': the result of {string.Join(", ", found.Select(f => $"'{Compiled.Atoms[f.Node]!.Name}'"))} has no element for '{b.Symbol}'.");
-        }
+            if (TryFromLevel(consumer, level, b, out value)) return true;
         value = null;
         return false;
+    }
+
+    /// <summary>
+    /// The value from the first provider of one scope level that has a result; false when none has one (the next level
+    /// is asked); throws when a provider's result is not available or has no element for the symbol.
+    /// </summary>
+    private bool TryFromLevel(Atom consumer, int[] level, ArgumentBinding b, out object? value)
+    {
+        List<(int Node, object? Container)>? found = null;
+        foreach (var p in level)
+        {
+            if (!TryGetExecuteResult(p, out var container, out var ignored))
+            {
+                if (ignored) continue;
+                throw new NotFoundException(
+                    $"Atom '{consumer.Name}' parameter '{b.Parameter}' expects '{b.Symbol}' from '{Compiled.Atoms[p]!.Name}', whose result is not available in state {States[p].ToTaskFlowName()}.");
+            }
+            (found ??= []).Add((p, container));
+        }
+        if (found is null)
+        {
+            value = null;
+            return false;
+        }
+        foreach (var (p, container) in found)
+            if (TryExtract(Compiled.Atoms[p]!, container, b.Symbol, out value)) return true;
+        throw new NotFoundException(
+            $"Atom '{consumer.Name}' parameter '{b.Parameter}': the result of {string.Join(", ", found.Select(f => $"'{Compiled.Atoms[f.Node]!.Name}'"))} has no element for '{b.Symbol}'.");
     }
 
     /// <summary>Whether a requirement can be satisfied at all (TaskFlow's validation: any visible potential provider).</summary>
@@ -459,6 +503,6 @@ public sealed class FlowStorage
         if (atom.Inject is not null && atom.Inject.ContainsKey(b.Symbol)) return true;
         if (StoreContains(b.Symbol)) return true;
         var r = Resolve(node, bindingIndex, b, revert);
-        return r.Levels.Length > 0;
+        return r.HasVisibleProvider;
     }
 }

@@ -127,4 +127,76 @@ public sealed class GraphFlowTests
         var ex = Assert.Throws<ArgumentNullException>(() => flow.Add(new FlowNode[] { null! }));
         Assert.Contains("'f'", ex.Message);
     }
+
+    [Fact]
+    public async Task Add_CycleThroughAnExistingChild_ThrowsAndLeavesTheFlowAsItWas()
+    {
+        var a = FlowTask.Create("a", (int x) => x + 1, provides: "y");
+        var flow = new GraphFlow("g");
+        flow.Add(a);
+        var b = FlowTask.Create("b", (int y) => y, provides: "x");
+        Assert.Throws<DependencyCycleException>(() => flow.Add(b));
+        Assert.Equal([a], flow.Items);
+        Assert.Empty(flow.Links);
+
+        // The refused child is not half-added: a provider of x still links to a, and b's requirement y is unmet.
+        var c = Provider("c", "x", 1);
+        flow.Add(c);
+        var link = Assert.Single(flow.Links);
+        Assert.Same(c, link.From);
+        Assert.Same(a, link.To);
+        var engine = FlowEngine.CreateSerial(flow);
+        await engine.RunAsync();
+        Assert.Equal(2, engine.Storage.Fetch<int>("y"));
+    }
+
+    [Fact]
+    public void Add_BatchWithAChildAlreadyInTheFlow_ThrowsAndAddsNoneOfTheBatch()
+    {
+        var a = Provider("a", "x", 1);
+        var b = FlowTask.Create("b", (int x) => x);
+        var flow = new GraphFlow("g");
+        flow.Add(a);
+        Assert.Throws<DuplicateAtomNameException>(() => flow.Add(b, a));
+        Assert.Equal([a], flow.Items);
+        Assert.Empty(flow.Links);
+        flow.Add(b);
+        var link = Assert.Single(flow.Links);
+        Assert.Same(a, link.From);
+        Assert.Same(b, link.To);
+    }
+
+    [Fact]
+    public void Add_OneChildAtATime_InfersTheSameLinksAsOneBatch()
+    {
+        static FlowTask[] Chain() =>
+        [
+            FlowTask.Create("t2", (int v2) => v2 + 1, provides: "v3"),
+            FlowTask.Create("t0", () => 1, provides: "v1"),
+            FlowTask.Create("t1", (int v1) => v1 + 1, provides: "v2"),
+            FlowTask.Create("join", (int v1, int v3) => v1 + v3),
+        ];
+        static string[] Names(GraphFlow f) => f.Links.Select(l => $"{l.From.Name}->{l.To.Name}").ToArray();
+        var batch = new GraphFlow("batch");
+        batch.Add(Chain());
+        var single = new GraphFlow("single");
+        foreach (var t in Chain()) single.Add(t);
+        Assert.Equal(["t2->join", "t0->t1", "t0->join", "t1->t2"], Names(batch));
+        Assert.Equal(Names(batch).Order(), Names(single).Order());
+    }
+
+    [Fact]
+    public void Link_OnAnInferredEdge_ReplacesItsDecider()
+    {
+        var a = Provider("a", "x", 1);
+        var b = FlowTask.Create("b", (int x) => x);
+        var flow = new GraphFlow("g");
+        flow.Add(a, b);
+        Assert.Null(Assert.Single(flow.Links).Decider);
+        LinkDecider decider = _ => false;
+        flow.Link(a, b, decider, DeciderDepth.Atom);
+        var link = Assert.Single(flow.Links);
+        Assert.Same(decider, link.Decider);
+        Assert.Equal(DeciderDepth.Atom, link.Depth);
+    }
 }
