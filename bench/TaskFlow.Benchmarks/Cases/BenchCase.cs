@@ -145,12 +145,7 @@ public sealed class BenchCase
         await using var run = await PrepareAsync(backends).ConfigureAwait(false);
         if (CompileOnly) return run.Prepared;
         if (!settleBeforeRun) return await run.ExecuteAsync().ConfigureAwait(false);
-        // As BenchmarkDotNet does between an iteration's setup and its measurement: without this, the first
-        // collections of the run would pay to promote what build and compile just allocated (for a 100k flow, ~25 ms
-        // on top of a 27 ms run) — compile's cost, not the run's.
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        GC.Collect();
+        Heap.Settle(); // between compile and run, as BenchmarkDotNet collects between setup and measurement (see Heap)
         return await run.ExecuteAsync().ConfigureAwait(false);
     }
 

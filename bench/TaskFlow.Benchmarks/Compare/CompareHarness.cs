@@ -71,13 +71,8 @@ public sealed class CompareHarness(bool quick, TextWriter output)
             var warmupBudget = Stopwatch.StartNew();
             for (int i = 0; i < warmups || (warmupBudget.Elapsed < WarmupTime && i < 2_000); i++) await c.RunOnceAsync(backends, settleBeforeRun: false).ConfigureAwait(false);
             var samples = new List<BenchSample>();
-            for (int i = 0; i < reps; i++)
-            {
-                GC.Collect();
-                GC.WaitForPendingFinalizers();
-                GC.Collect();
-                samples.Add(await c.RunOnceAsync(backends).ConfigureAwait(false));
-            }
+            // Nothing is forced before a sample's build (see Heap): only between its compile and its run.
+            for (int i = 0; i < reps; i++) samples.Add(await c.RunOnceAsync(backends).ConfigureAwait(false));
             AnchorSample? anchorSample = null;
             string? note = null;
             if (anchor is not null && AnchorCanRun(c))
@@ -107,7 +102,8 @@ public sealed class CompareHarness(bool quick, TextWriter output)
                 Median(samples.Select(s => (double)s.RunAllocatedBytes / c.Tasks)), Median(samples.Select(s => (double)s.CompileAllocatedBytes / c.Tasks)),
                 anchorSample, note) { NoEngineSeconds = noEngine };
             results.Add(r);
-            output.WriteLine($"  measured {c.Name}: {(c.CompileOnly ? $"compile {Ms(r.CompileSeconds)}" : $"run {Ms(r.RunSeconds)}, {Us(r.RunMicrosPerTask)}/task")}{(noEngine is null ? "" : $"; the same waits without an engine {Ms(noEngine.Value)}")}{(anchorSample is null ? "" : $"; TaskFlow run {anchorSample.RunSeconds.ToString("0.000", CultureInfo.InvariantCulture)} s")}");
+            var gcs = c.CompileOnly ? "" : $" ({Median(samples.Select(s => (double)s.RunCollections)):0.#} GCs per run, {Median(samples.Select(s => (double)s.RunOlderCollections)):0.#} of gen 1-2)";
+            output.WriteLine($"  measured {c.Name}: {(c.CompileOnly ? $"compile {Ms(r.CompileSeconds)}" : $"run {Ms(r.RunSeconds)}, {Us(r.RunMicrosPerTask)}/task{gcs}")}{(noEngine is null ? "" : $"; the same waits without an engine {Ms(noEngine.Value)}")}{(anchorSample is null ? "" : $"; TaskFlow run {anchorSample.RunSeconds.ToString("0.000", CultureInfo.InvariantCulture)} s")}");
         }
         return results;
     }
