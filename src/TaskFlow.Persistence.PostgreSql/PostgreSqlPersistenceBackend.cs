@@ -88,8 +88,7 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
         private readonly NpgsqlDataSource _dataSource;
         private readonly string _q;
         private readonly string _storeName;
-        private string? _stampIfAllKnownSql;
-        private string? _updateKnownSql;
+        private string? _saveKnownSql;
 
         private string[] Migrations =>
         [
@@ -232,21 +231,18 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
         protected override bool SavesKnownAtomsInOneRoundTrip => true;
 
         /// <summary>
-        /// Two statements sent together without BEGIN, so PostgreSQL runs them as one implicit transaction: the first
-        /// stamps the flow row (taking its lock) and sets <c>updated_at</c> to NULL — refused by its NOT NULL constraint,
-        /// which rolls everything back — unless every atom of the batch is stored with the batch's id, name and kind; the
-        /// second updates those rows. Fixed texts with array parameters, so Npgsql prepares them once per connection.
+        /// One statement, so one round trip and one implicit transaction: it updates the batch's atoms where the stored
+        /// id, name and kind all equal the batch's, then stamps the flow row — setting <c>updated_at</c> to NULL, which its
+        /// NOT NULL constraint refuses and so undoes the whole statement, unless every atom of the batch was updated.
+        /// A fixed text with array parameters (each sent once), so Npgsql prepares it once per connection.
         /// </summary>
         protected override async Task<KnownAtomsSave> SaveKnownAtomsInOneRoundTripAsync(DbConnection connection, Guid flowId, IReadOnlyList<EncodedAtom> atoms, CancellationToken ct)
         {
-            _stampIfAllKnownSql ??=
-                $"UPDATE {_q}.flow_details SET updated_at = CASE WHEN (SELECT count(*) FROM {_q}.atom_details a " +
-                "JOIN unnest(@ids, @names, @kinds) AS v (id, name, kind) ON a.id = v.id AND a.name = v.name AND a.kind = v.kind " +
-                "WHERE a.flow_detail_id = @f) = cardinality(@ids) THEN @now END WHERE id = @f";
-            _updateKnownSql ??=
-                $"UPDATE {_q}.atom_details a SET state = v.state, data = v.data " +
+            _saveKnownSql ??=
+                $"WITH updated AS (UPDATE {_q}.atom_details a SET state = v.state, data = v.data " +
                 "FROM unnest(@ids, @names, @kinds, @states, CAST(@data AS jsonb[])) AS v (id, name, kind, state, data) " +
-                "WHERE a.flow_detail_id = @f AND a.id = v.id AND a.name = v.name AND a.kind = v.kind";
+                "WHERE a.flow_detail_id = @f AND a.id = v.id AND a.name = v.name AND a.kind = v.kind RETURNING 1) " +
+                $"UPDATE {_q}.flow_details SET updated_at = CASE WHEN (SELECT count(*) FROM updated) = cardinality(@ids) THEN @now END WHERE id = @f";
             var ids = new Guid[atoms.Count];
             var names = new string[atoms.Count];
             var kinds = new string[atoms.Count];
@@ -260,32 +256,25 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
                 states[i] = atoms[i].StateName;
                 data[i] = System.Text.Encoding.UTF8.GetString(atoms[i].Data);
             }
-            await using var batch = new NpgsqlBatch((NpgsqlConnection)connection);
-            var stamp = new NpgsqlBatchCommand(_stampIfAllKnownSql);
-            stamp.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", ids));
-            stamp.Parameters.Add(new NpgsqlParameter<string[]>("names", names));
-            stamp.Parameters.Add(new NpgsqlParameter<string[]>("kinds", kinds));
-            stamp.Parameters.Add(new NpgsqlParameter<Guid>("f", flowId));
-            stamp.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", ModelValues.NormalizeTimestamp(Time.GetUtcNow())));
-            batch.BatchCommands.Add(stamp);
-            var update = new NpgsqlBatchCommand(_updateKnownSql);
-            update.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", ids));
-            update.Parameters.Add(new NpgsqlParameter<string[]>("names", names));
-            update.Parameters.Add(new NpgsqlParameter<string[]>("kinds", kinds));
-            update.Parameters.Add(new NpgsqlParameter<string[]>("states", states));
-            update.Parameters.Add(new NpgsqlParameter<string[]>("data", data));
-            update.Parameters.Add(new NpgsqlParameter<Guid>("f", flowId));
-            batch.BatchCommands.Add(update);
+            await using var save = new NpgsqlCommand(_saveKnownSql, (NpgsqlConnection)connection);
+            save.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", ids));
+            save.Parameters.Add(new NpgsqlParameter<string[]>("names", names));
+            save.Parameters.Add(new NpgsqlParameter<string[]>("kinds", kinds));
+            save.Parameters.Add(new NpgsqlParameter<string[]>("states", states));
+            save.Parameters.Add(new NpgsqlParameter<string[]>("data", data));
+            save.Parameters.Add(new NpgsqlParameter<Guid>("f", flowId));
+            save.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", ModelValues.NormalizeTimestamp(Time.GetUtcNow())));
+            int stamped;
             try
             {
-                await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                stamped = await save.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             }
             catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.NotNullViolation && ex.TableName == "flow_details")
             {
                 return KnownAtomsSave.NotAllKnown;
             }
-            // A missing flow has no atoms either: neither statement changed a row.
-            return stamp.RecordsAffected == 0 ? KnownAtomsSave.FlowMissing : KnownAtomsSave.Saved;
+            // A missing flow has no atoms either: nothing changed.
+            return stamped == 0 ? KnownAtomsSave.FlowMissing : KnownAtomsSave.Saved;
         }
 
         protected override void ClearPool() => _dataSource.Clear();
