@@ -69,7 +69,8 @@ public sealed class Failure : IEquatable<Failure>
         {
             if (_stackPending)
             {
-                _stackTrace = Exception?.StackTrace;
+                _stackTrace = _capturedTrace is { } trace ? Format(trace) : Exception?.StackTrace;
+                _capturedTrace = null;
                 _stackPending = false;
             }
             return _stackTrace;
@@ -78,6 +79,18 @@ public sealed class Failure : IEquatable<Failure>
 
     private string? _stackTrace;
     private volatile bool _stackPending;
+    // Taken by Rethrow when the text was not needed yet: the frames as they were at the capture, with file and line
+    // numbers, but not yet formatted (formatting is most of the cost, and a failure rethrown to a caller is often
+    // never read again).
+    private System.Diagnostics.StackTrace? _capturedTrace;
+
+    // What Exception.StackTrace returns, from frames taken earlier: the same formatting without the trailing newline.
+    private static string? Format(System.Diagnostics.StackTrace trace)
+    {
+        if (trace.FrameCount == 0) return null;
+        var text = trace.ToString();
+        return text.EndsWith(Environment.NewLine, StringComparison.Ordinal) ? text[..^Environment.NewLine.Length] : text;
+    }
 
     /// <summary>The failure that caused this one (the inner exception), when there is one.</summary>
     public Failure? Cause { get; }
@@ -102,7 +115,8 @@ public sealed class Failure : IEquatable<Failure>
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     public void Rethrow()
     {
-        _ = StackTrace; // fixed before the rethrow appends frames to the exception's own trace
+        // The text must stay the capture's: take the frames before the rethrow appends the caller's.
+        if (_stackPending && _capturedTrace is null && Exception is { } e) _capturedTrace = new System.Diagnostics.StackTrace(e, fNeedFileInfo: true);
         _dispatch?.Throw();
         throw new WrappedFailureException([this]);
     }
