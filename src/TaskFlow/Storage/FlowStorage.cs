@@ -33,6 +33,9 @@ public sealed class FlowStorage
     // and a per-atom array each would be a 100k arrays for a 100k-atom flow.
     private readonly ScopeResolution?[] _firstResolutions;
     private readonly ScopeResolution?[]?[] _otherResolutions;
+    // The arguments of atoms that bind nothing, made here with the rest of the run's state rather than per call or
+    // lazily during the run (an object first made in the middle of a large run is copied by its collections).
+    private readonly TaskArguments?[] _noArguments;
 
     internal FlowStorage(CompiledFlow compiled, IEnumerable<KeyValuePair<string, object?>> store)
     {
@@ -50,8 +53,13 @@ public sealed class FlowStorage
         Progress = new double[n];
         _firstResolutions = new ScopeResolution?[n];
         _otherResolutions = new ScopeResolution?[n][];
+        _noArguments = new TaskArguments?[n];
         foreach (var node in compiled.AtomNodes)
+        {
             if (compiled.Kinds[node] == NodeKind.Retry) Histories[node] = new RetryAttemptLog();
+            var atom = compiled.Atoms[node]!;
+            if (atom.Map.Execute.Length == 0 || atom.Map.Revert.Length == 0) _noArguments[node] = TaskArguments.Empty(atom.Name);
+        }
         var initial = new Dictionary<string, object?>(StringComparer.Ordinal);
         foreach (var (k, v) in store)
         {
@@ -433,9 +441,7 @@ public sealed class FlowStorage
         var atom = Compiled.Atoms[node]!;
         var map = atom.Map;
         var bindings = revert ? map.Revert : map.Execute;
-        // Not cached per atom: a short-lived object per call costs a gen-0 GC nothing, while one kept per atom for the
-        // run survives every collection of a large run and is copied twice on its way to gen 2.
-        if (bindings.Length == 0) return TaskArguments.Empty(atom.Name);
+        if (bindings.Length == 0) return _noArguments[node]!; // immutable, so one per atom serves every call
         var values = new object?[bindings.Length];
         var present = new bool[bindings.Length];
         var inject = atom.Inject;
