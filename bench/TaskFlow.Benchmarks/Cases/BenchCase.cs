@@ -16,6 +16,9 @@ public readonly record struct BenchSample(TimeSpan Build, TimeSpan Compile, Time
     /// <summary>Of those, the ones of generation 1 or 2 (which copy or scan the run's long-lived state).</summary>
     public int RunOlderCollections { get; init; }
 
+    /// <summary>B6: the part of the run after its last task failed (handling the failure, reverting, rethrowing).</summary>
+    public TimeSpan? AfterFailure { get; init; }
+
     public TimeSpan Total => Build + Compile + Run;
 }
 
@@ -223,9 +226,12 @@ public sealed class BenchCase
             long t1 = Stopwatch.GetTimestamp();
             long a1 = GC.GetTotalAllocatedBytes(precise: true);
             if (_check(Engine, error) is { } problem) throw new BenchCheckException($"{Case.Name}: {problem}", error);
+            // B6's failing task is the flow's last child: it notes when it failed.
+            TimeSpan? afterFailure = Engine.Flow is { Count: > 0 } flow && flow.Items[^1] is FailingTask { FailedAt: > 0 } failing
+                ? Stopwatch.GetElapsedTime(failing.FailedAt, t1) : null;
             return Prepared with
             {
-                Run = Stopwatch.GetElapsedTime(t0, t1), RunAllocatedBytes = a1 - a0,
+                Run = Stopwatch.GetElapsedTime(t0, t1), RunAllocatedBytes = a1 - a0, AfterFailure = afterFailure,
                 RunCollections = GC.CollectionCount(0) - g0, RunOlderCollections = GC.CollectionCount(1) - g1,
             };
         }

@@ -28,10 +28,20 @@ public sealed class DelayTask(string name, TimeSpan delay, bool exact = false) :
     }
 }
 
-/// <summary>Always fails: the last task of B6, whose failure reverts everything before it.</summary>
+/// <summary>
+/// Always fails: the last task of B6, whose failure reverts everything before it. It notes when it failed
+/// (<see cref="System.Diagnostics.Stopwatch"/> timestamp), which splits a B6 run into its forward part and the rest:
+/// handling the failure, reverting, and rethrowing to the caller.
+/// </summary>
 public sealed class FailingTask(string name) : FlowTask(name)
 {
-    public void Execute() => throw new InvalidOperationException($"Task '{Name}' fails on purpose (benchmark B6).");
+    public long FailedAt { get; private set; }
+
+    public void Execute()
+    {
+        FailedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        throw new InvalidOperationException($"Task '{Name}' fails on purpose (benchmark B6).");
+    }
 }
 
 /// <summary>Fails its first <c>failures</c> executions, then succeeds; counts executions and reverts (B7).</summary>

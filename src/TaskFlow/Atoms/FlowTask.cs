@@ -113,6 +113,29 @@ public abstract class FlowTask : Atom
         _bound = true;
     }
 
+    /// <summary>
+    /// Whether reverting this task does nothing: no Revert method and <see cref="RevertAsync"/> not overridden. The
+    /// engine then moves the task through REVERTING to REVERTED without a call (no context, no arguments).
+    /// </summary>
+    internal bool RevertDoesNothing
+    {
+        get
+        {
+            if (_revertDoesNothing == 0)
+            {
+                EnsureBound();
+                _revertDoesNothing = _revert is null && !RevertOverridden.GetOrAdd(GetType(), static type =>
+                    type.GetMethod(nameof(RevertAsync), [typeof(TaskArguments), typeof(TaskOutcome), typeof(IReadOnlyDictionary<string, Failure>), typeof(TaskContext)])!
+                        .DeclaringType != typeof(FlowTask)) ? (byte)1 : (byte)2;
+            }
+            return _revertDoesNothing == 1;
+        }
+    }
+
+    private byte _revertDoesNothing; // 0 not known yet, 1 yes, 2 no
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, bool> RevertOverridden = new();
+
     // Finding the methods reflects over the type: done once per type, not per task (a flow of 100k tasks of one type).
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, (MethodBinder? Execute, MethodBinder? Revert)> MethodsByType = new();
 

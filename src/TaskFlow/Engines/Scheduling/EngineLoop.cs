@@ -247,6 +247,14 @@ internal sealed class EngineLoop
             case AtomIntention.Revert:
             {
                 AtomActions.ChangeState(_engine, _s, node, AtomState.Reverting);
+                if (!_parallel && _executor is null && ((FlowTask)atom).RevertDoesNothing)
+                {
+                    // Nothing to call (no context, no arguments): the task is reverted once its REVERTING state is saved.
+                    // The parallel engine keeps its one path, where completions arrive in the order calls end.
+                    await SaveBeforeActingAsync().ConfigureAwait(false);
+                    _done.Add(new Completion(node, true, null, null, false));
+                    return;
+                }
                 var args = _s.FetchArguments(node, revert: true);
                 _s.TryGetExecuteResult(node, out var prior, out _);
                 var outcome = prior is Failure pf ? TaskOutcome.FromFailure(pf) : TaskOutcome.FromValue(prior);
