@@ -122,6 +122,8 @@ public sealed class SqlitePersistenceBackend : IPersistenceBackend
             ArgumentException.ThrowIfNullOrWhiteSpace(options.ConnectionString, nameof(options.ConnectionString));
             if (options.BusyTimeout < TimeSpan.Zero)
                 throw new ArgumentOutOfRangeException(nameof(options), options.BusyTimeout, "BusyTimeout must not be negative.");
+            if (options.WalAutoCheckpointPages < 0)
+                throw new ArgumentOutOfRangeException(nameof(options), options.WalAutoCheckpointPages, "WalAutoCheckpointPages must not be negative (0 turns automatic checkpoints off).");
             if (!Enum.IsDefined(options.Durability))
                 throw new ArgumentOutOfRangeException(nameof(options), options.Durability, "Not a defined durability.");
             var builder = new SqliteConnectionStringBuilder(options.ConnectionString);
@@ -137,7 +139,8 @@ public sealed class SqlitePersistenceBackend : IPersistenceBackend
             _connectionString = builder.ConnectionString;
             DataSource = builder.DataSource;
             var synchronous = options.Durability == SqliteDurability.FsyncEveryCommit ? "FULL" : "NORMAL";
-            _pragmas = $"PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = {(long)options.BusyTimeout.TotalMilliseconds}; PRAGMA foreign_keys = ON;";
+            _pragmas = $"PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = {(long)options.BusyTimeout.TotalMilliseconds}; PRAGMA foreign_keys = ON; " +
+                $"PRAGMA wal_autocheckpoint = {options.WalAutoCheckpointPages};";
         }
 
         public string DataSource { get; }

@@ -205,4 +205,41 @@ public sealed class SqlitePersistenceBackendTests : DurablePersistenceBackendCon
 
         Assert.Contains(path, ex.Message);
     }
+
+    [Theory]
+    [InlineData(10)]
+    [InlineData(10_000)]
+    public async Task WalAutoCheckpointPages_bounds_the_write_ahead_log(int pages)
+    {
+        Directory.CreateDirectory(_dir);
+        var path = Path.Combine(_dir, $"wal-{pages}.db");
+        await using (var backend = new SqlitePersistenceBackend(new SqlitePersistenceOptions
+        {
+            ConnectionString = $"Data Source={path}",
+            Durability = SqliteDurability.WalNoFsync,
+            WalAutoCheckpointPages = pages,
+        }))
+        {
+            var book = LogBook.Create("wal");
+            await backend.SaveLogBookAsync(book);
+            var atoms = Enumerable.Range(0, 200).Select(i => (AtomDetail)TaskDetail.Create($"t{i}")).ToList();
+            var flow = FlowDetail.Create(book.Id, "wal") with { Atoms = atoms };
+            await backend.SaveFlowDetailAsync(flow);
+            var big = Json($"\"{new string('x', 3000)}\"");
+            for (int i = 0; i < 400; i++)
+                await backend.SaveAtomDetailsAsync(flow.Id, [((TaskDetail)atoms[i % 200]).WithSuccess(big)]);
+            var walBytes = new FileInfo(path + "-wal").Length;
+            // 400 commits of two or more pages: ~1,000 pages (4 MiB) unless checkpoints keep restarting the log.
+            if (pages == 10) Assert.True(walBytes < 1_000_000, $"WAL {walBytes} bytes with checkpoints every {pages} pages");
+            else Assert.True(walBytes > 2_000_000, $"WAL {walBytes} bytes with checkpoints every {pages} pages");
+        }
+    }
+
+    [Fact]
+    public void A_negative_WalAutoCheckpointPages_is_refused_by_name()
+    {
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = "Data Source=x.db", WalAutoCheckpointPages = -1 }));
+        Assert.Contains("WalAutoCheckpointPages", ex.Message);
+    }
 }
