@@ -418,19 +418,7 @@ internal abstract class SqlStore : IDisposable
         {
             await using var batch = c.CreateBatch();
             batch.Transaction = ProviderTransaction(tx);
-            foreach (var row in rows)
-            {
-                var command = batch.CreateBatchCommand();
-                command.CommandText = sql;
-                foreach (var (name, value) in row)
-                {
-                    var p = command.CreateParameter();
-                    p.ParameterName = Prefixed(name);
-                    p.Value = value ?? DBNull.Value;
-                    command.Parameters.Add(p);
-                }
-                batch.BatchCommands.Add(command);
-            }
+            foreach (var row in rows) AddBatchCommand(batch, sql, row);
             await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
         }
         else
