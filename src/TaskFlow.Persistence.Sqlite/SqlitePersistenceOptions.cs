@@ -40,7 +40,7 @@ public sealed class SqlitePersistenceOptions
     /// own default: an engine saves the same few pages over and over (the flow's row, its running atoms), and a checkpoint
     /// copies each page once however often it was saved, so rarer checkpoints copy far less — and with
     /// <see cref="SqliteDurability.WalNoFsync"/> the checkpoint is where the file is synced. A 1,000-task serial run spent
-    /// a third of its saving time in checkpoints at 1,000 pages. Lower it to bound the log's size on disk; 0 turns
+    /// about 30 % of its saving time in checkpoints at 1,000 pages. Lower it to bound the log's size on disk; 0 turns
     /// automatic checkpoints off (the log then grows until a checkpoint is run some other way).
     /// </summary>
     public int WalAutoCheckpointPages { get; init; } = 10_000;

@@ -176,8 +176,7 @@ public sealed class FlowEngine
         }
         // What the iterator would raise after its last state, raised here: the exception then leaves one async frame
         // fewer (each costs a rethrow), which is most of what a failed run costs beyond its reverts.
-        if (last == EngineState.Reverted) RaiseStoredFailures();
-        if (last == EngineState.Suspended) cancellationToken.ThrowIfCancellationRequested();
+        RaiseFor(last, cancellationToken);
     }
 
     /// <summary>Runs the flow, yielding each state of the engine's machine (the last is SUCCESS, REVERTED or SUSPENDED).</summary>
@@ -221,8 +220,7 @@ public sealed class FlowEngine
                     });
                     if (_journal is not null) await _journal.FlushAsync().ConfigureAwait(false);
                     yield return state;
-                    if (state == EngineState.Reverted) RaiseStoredFailures();
-                    if (state == EngineState.Suspended) cancellationToken.ThrowIfCancellationRequested();
+                    RaiseFor(state, cancellationToken);
                     yield break;
                 }
                 yield return state;
@@ -249,6 +247,13 @@ public sealed class FlowEngine
         {
             // Deliberately dropped: see above.
         }
+    }
+
+    /// <summary>What a run that ended in <paramref name="final"/> raises: its failures when reverted, a cancellation when suspended by it.</summary>
+    private void RaiseFor(EngineState final, CancellationToken cancellationToken)
+    {
+        if (final == EngineState.Reverted) RaiseStoredFailures();
+        if (final == EngineState.Suspended) cancellationToken.ThrowIfCancellationRequested();
     }
 
     private void RaiseStoredFailures()

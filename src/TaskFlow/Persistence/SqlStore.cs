@@ -298,13 +298,7 @@ internal abstract class SqlStore : IDisposable
     {
         var command = batch.CreateBatchCommand();
         command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            var p = command.CreateParameter();
-            p.ParameterName = Prefixed(name);
-            p.Value = value ?? DBNull.Value;
-            command.Parameters.Add(p);
-        }
+        foreach (var (name, value) in parameters) command.Parameters.Add(Bound(command.CreateParameter(), name, value));
         batch.BatchCommands.Add(command);
     }
 
@@ -439,18 +433,20 @@ internal abstract class SqlStore : IDisposable
     // was a tenth of an atom save; Npgsql accepts either form.
     private static string Prefixed(string name) => name.StartsWith('@') ? name : "@" + name;
 
+    /// <summary>A new parameter of a command or batch command, named as in the SQL text, with null as DBNull.</summary>
+    private static DbParameter Bound(DbParameter parameter, string name, object? value)
+    {
+        parameter.ParameterName = Prefixed(name);
+        parameter.Value = value ?? DBNull.Value;
+        return parameter;
+    }
+
     protected static DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
     {
         var cmd = connection.CreateCommand();
         cmd.Transaction = ProviderTransaction(transaction);
         cmd.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            var p = cmd.CreateParameter();
-            p.ParameterName = Prefixed(name);
-            p.Value = value ?? DBNull.Value;
-            cmd.Parameters.Add(p);
-        }
+        foreach (var (name, value) in parameters) cmd.Parameters.Add(Bound(cmd.CreateParameter(), name, value));
         return cmd;
     }
 

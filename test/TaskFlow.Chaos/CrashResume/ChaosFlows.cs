@@ -11,7 +11,10 @@ internal interface ISideEffects
     void Record(string line);
 }
 
-/// <summary>Side effects appended to a file; each line is written and flushed at once, so a killed process loses none.</summary>
+/// <summary>
+/// Side effects appended to a file; each line is written and flushed to the kernel at once, so a SIGKILL right after
+/// the call loses none (the crash-resume and job-board chaos both count on it).
+/// </summary>
 internal sealed class FileSideEffects(string path) : ISideEffects, IDisposable
 {
     private readonly FileStream _stream = new(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);

@@ -1,11 +1,12 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using TaskFlow.Chaos.CrashResume;
 using TaskFlow.Conductors;
-using TaskFlow.Jobs;
 using TaskFlow.Jobs.PostgreSql;
-using TaskFlow.Persistence;
+using TaskFlow.Jobs;
 using TaskFlow.Persistence.PostgreSql;
+using TaskFlow.Persistence;
 using TaskFlow.States;
 
 namespace TaskFlow.Chaos.Jobboard;
@@ -251,7 +252,7 @@ public static class JobboardChaos
         var connection = Environment.GetEnvironmentVariable(ConnectionVariable) ?? throw new InvalidOperationException($"{ConnectionVariable} is not set.");
         var schema = o.Require("schema");
         var name = o.Require("name");
-        using var log = new EffectLog(o.Require("log"));
+        using var log = new FileSideEffects(o.Require("log")); // its own file per process
         await using var persistence = new PostgreSqlPersistenceBackend(new PostgreSqlPersistenceOptions { ConnectionString = connection, Schema = schema });
         await using var board = OpenBoard(connection, schema, o.Int("lease-ms", 3000));
         var conductor = new Conductor(board, JobboardFlows.Registry(log), persistence, new ConductorOptions

@@ -1,30 +1,11 @@
 using System.Text.Json;
 using TaskFlow.Atoms;
+using TaskFlow.Chaos.CrashResume;
 using TaskFlow.Conductors;
 using TaskFlow.Failures;
 using TaskFlow.Flows;
 
 namespace TaskFlow.Chaos.Jobboard;
-
-/// <summary>Appends one line per call to a file of this process's own (several processes never share one file).</summary>
-internal sealed class EffectLog(string path) : IDisposable
-{
-    private readonly FileStream _stream = new(path, FileMode.Append, FileAccess.Write, FileShare.Read);
-    private readonly Lock _gate = new();
-
-    public void Record(string line)
-    {
-        var bytes = System.Text.Encoding.UTF8.GetBytes(line + "\n");
-        lock (_gate)
-        {
-            // Flushed to the kernel at once: a SIGKILL right after the call cannot lose the line.
-            _stream.Write(bytes);
-            _stream.Flush();
-        }
-    }
-
-    public void Dispose() => _stream.Dispose();
-}
 
 /// <summary>
 /// The flows the jobboard chaos posts: <c>step-1 … step-N</c> in a line, then <c>fan-a</c> and <c>fan-b</c> side by side,
@@ -35,7 +16,7 @@ internal static class JobboardFlows
 {
     public const string FactoryName = "chaos-steps";
 
-    public static FlowFactoryRegistry Registry(EffectLog? log) =>
+    public static FlowFactoryRegistry Registry(ISideEffects? log) =>
         new FlowFactoryRegistry().Register(FactoryName, (_, args) => Build(Steps(args), DelayMs(args), log));
 
     public static int Steps(IReadOnlyDictionary<string, JsonElement>? args) =>
@@ -50,7 +31,7 @@ internal static class JobboardFlows
     public static IEnumerable<string> TaskNames(int steps) =>
         Enumerable.Range(1, steps).Select(i => $"step-{i}").Concat(["fan-a", "fan-b", "join"]);
 
-    public static Flow Build(int steps, int delayMs, EffectLog? log)
+    public static Flow Build(int steps, int delayMs, ISideEffects? log)
     {
         var line = new LinearFlow(FactoryName);
         for (var i = 1; i <= steps; i++)
@@ -78,12 +59,12 @@ internal static class JobboardFlows
 
     private sealed class StepTask : FlowTask
     {
-        private readonly EffectLog? _log;
+        private readonly ISideEffects? _log;
         private readonly int _delayMs;
         private readonly Func<long[], long> _compute;
         private readonly string[] _inputs;
 
-        public StepTask(string name, EffectLog? log, int delayMs, string[] requires, string provides, Func<long[], long> compute) : base(name)
+        public StepTask(string name, ISideEffects? log, int delayMs, string[] requires, string provides, Func<long[], long> compute) : base(name)
         {
             _log = log;
             _delayMs = delayMs;
