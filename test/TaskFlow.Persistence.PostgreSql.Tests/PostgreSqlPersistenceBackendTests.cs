@@ -43,6 +43,20 @@ public sealed class PostgreSqlPersistenceBackendTests : DurablePersistenceBacken
         AssertSameFlow(flow, await backend.GetFlowDetailAsync(flow.Id));
     });
 
+    [Theory]
+    [InlineData("Host=h", 32, 2)]
+    [InlineData("Host=h;Max Auto Prepare=0", 0, 2)]
+    [InlineData("Host=h;maxautoprepare=5;Auto Prepare Min Usages=7", 5, 7)]
+    [InlineData("Host=h;AUTOPREPAREMINUSAGES=3", 32, 3)]
+    public void AutoPrepare_IsOnByDefault_AndTheConnectionStringDecides(string connectionString, int maxAutoPrepare, int minUsages)
+    {
+        // Npgsql's own builder reads every keyword as present, so the defaults must look at what the string says.
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+        PostgreSqlPersistenceBackend.ApplyAutoPrepareDefaults(builder, connectionString);
+        Assert.Equal(maxAutoPrepare, builder.MaxAutoPrepare);
+        Assert.Equal(minUsages, builder.AutoPrepareMinUsages);
+    }
+
     /// <summary>A backend on this test's schema whose connections carry an application name of their own, to find them on the server.</summary>
     private PostgreSqlPersistenceBackend Tagged(string applicationName) =>
         new(new PostgreSqlPersistenceOptions { ConnectionString = $"{_connectionString};Application Name={applicationName}", Schema = _schema, TimeProvider = Clock });

@@ -418,6 +418,41 @@ public abstract class PersistenceBackendContract : IAsyncLifetime
         AssertSameFlow(before, await backend.GetFlowDetailAsync(flow.Id));
     });
 
+    // Some backends split a batch into several statements (PostgreSQL: eight atoms per statement); a batch is still
+    // saved whole or not at all, wherever in it the problem is.
+    [Theory]
+    [InlineData(1)]
+    [InlineData(8)]
+    [InlineData(9)]
+    [InlineData(20)]
+    public Task SaveAtomDetailsAsync_BatchesOfAnySize_AreSavedWholeOrNotAtAll(int size) => RunAsync(async backend =>
+    {
+        var book = await SavedBookAsync(backend);
+        var stored = Enumerable.Range(0, size).Select(i => (AtomDetail)TaskDetail.Create($"t{i}")).ToArray();
+        var flow = await SavedFlowAsync(backend, book.Id, "f", stored);
+        Clock.Advance(TimeSpan.FromSeconds(2));
+
+        // Every atom known: all updated, the flow stamped.
+        var running = stored.Select(a => a with { State = AtomState.Running }).ToArray();
+        await backend.SaveAtomDetailsAsync(flow.Id, running);
+        var saved = flow with { UpdatedAt = Clock.GetUtcNow(), Atoms = running };
+        AssertSameFlow(saved, await backend.GetFlowDetailAsync(flow.Id));
+        Clock.Advance(TimeSpan.FromSeconds(2));
+
+        // The last atom conflicts (a new id under a stored name): nothing of the batch is written, the first atoms included.
+        var conflicting = running.Select(a => ((TaskDetail)a).WithSuccess(Json("1"))).ToArray<AtomDetail>();
+        conflicting[^1] = TaskDetail.Create(conflicting[^1].Name);
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => backend.SaveAtomDetailsAsync(flow.Id, conflicting));
+        Assert.Contains(stored[^1].Id.ToString(), ex.Message);
+        AssertSameFlow(saved, await backend.GetFlowDetailAsync(flow.Id));
+
+        // A new atom after the known ones: the known are updated, the new one appended after them.
+        var done = running.Select(a => ((TaskDetail)a).WithSuccess(Json("2"))).ToArray<AtomDetail>();
+        var added = TaskDetail.Create("added");
+        await backend.SaveAtomDetailsAsync(flow.Id, [.. done, added]);
+        AssertSameFlow(saved with { UpdatedAt = Clock.GetUtcNow(), Atoms = [.. done, added] }, await backend.GetFlowDetailAsync(flow.Id));
+    });
+
     [Fact]
     public Task SaveAtomDetailsAsync_DuplicatesWithinTheBatch_AreRejected() => RunAsync(async backend =>
     {
