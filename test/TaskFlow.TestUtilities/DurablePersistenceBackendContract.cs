@@ -148,6 +148,40 @@ public abstract class DurablePersistenceBackendContract : PersistenceBackendCont
         Assert.Equal(AtomState.Success, loaded.Atoms[0].State);
     });
 
+    // Backends may insert a new flow's atoms without looking for stored ones; two hosts creating the same flow at once
+    // must still meet the merge rules: the later save merges into the first or is refused with the rule it breaks.
+    [Fact]
+    public Task TwoInstances_CreatingTheSameFlowAtOnce_MergeOrRefuseByTheRules() => RunAsync(async backend =>
+    {
+        var book = LogBook.Create("book", Clock);
+        await backend.SaveLogBookAsync(book);
+        await using var other = Reopen(Clock);
+        for (var round = 0; round < 15; round++)
+        {
+            var shared = TaskDetail.Create("shared");
+            var flow = FlowDetail.Create(book.Id, $"f{round}", Clock);
+            // The same atom, and one more each: both saves are accepted, in either order.
+            var first = flow with { Atoms = [shared, TaskDetail.Create("one")] };
+            var second = flow with { Atoms = [shared.WithSuccess(Json("1")), TaskDetail.Create("two")] };
+            await Task.WhenAll(Task.Run(() => backend.SaveFlowDetailAsync(first)), Task.Run(() => other.SaveFlowDetailAsync(second)));
+            var merged = (await backend.GetFlowDetailAsync(flow.Id))!;
+            Assert.Equal(3, merged.Atoms.Count);
+            Assert.Equal("shared", merged.Atoms[0].Name);
+            Assert.Equal(["one", "shared", "two"], merged.Atoms.Select(a => a.Name).Order());
+
+            // The name 'clash' under two ids: exactly one save wins, the other is refused naming the stored atom.
+            var flow2 = FlowDetail.Create(book.Id, $"g{round}", Clock);
+            var mine = flow2 with { Atoms = [TaskDetail.Create("clash")] };
+            var theirs = flow2 with { Atoms = [TaskDetail.Create("clash")] };
+            var saves = new[] { Task.Run(() => backend.SaveFlowDetailAsync(mine)), Task.Run(() => other.SaveFlowDetailAsync(theirs)) };
+            await Task.WhenAll(saves.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
+            var refused = saves.Where(t => t.IsFaulted).Select(t => t.Exception!.InnerException).ToList();
+            var refusal = Assert.IsType<PersistenceException>(Assert.Single(refused));
+            var stored = Assert.Single((await other.GetFlowDetailAsync(flow2.Id))!.Atoms);
+            Assert.Contains(stored.Id.ToString(), refusal.Message);
+        }
+    });
+
     [Fact]
     public Task TwoInstances_InterleavedSavesOfOneFlow_KeepTheLastWriteAndTheFirstSaveOrder() => RunAsync(async backend =>
     {

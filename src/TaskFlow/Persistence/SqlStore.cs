@@ -151,19 +151,35 @@ internal abstract class SqlStore : IDisposable
             await using (var book = Command(s.Connection, tx, $"SELECT 1 FROM {Table("logbooks")} WHERE id = @id{ForShare}", ("id", IdValue(flowDetail.LogBookId))))
                 if (await book.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null)
                     throw BackendSupport.LogBookNotFound(flowDetail.LogBookId, $"saving flow detail '{flowDetail.Name}' ({flowDetail.Id}) in it");
+            bool wasStored = false;
             await using (var existing = Command(s.Connection, tx, $"SELECT logbook_id FROM {Table("flow_details")} WHERE id = @id{ForUpdate}", ("id", IdValue(flowDetail.Id))))
             await using (var reader = await existing.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-                if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && ReadId(reader, 0, "flow_details") is var storedBook && storedBook != flowDetail.LogBookId)
-                    throw BackendSupport.FlowInOtherLogBook(flowDetail, storedBook);
+                if (wasStored = await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    if (ReadId(reader, 0, "flow_details") is var storedBook && storedBook != flowDetail.LogBookId)
+                        throw BackendSupport.FlowInOtherLogBook(flowDetail, storedBook);
+            bool inserted;
             await using (var upsert = Command(s.Connection, tx,
                 $"INSERT INTO {Table("flow_details")} (id, logbook_id, name, state, created_at, updated_at, meta) " +
                 $"VALUES (@id, @book, @name, @state, @created, @updated, {Json("@meta")}) " +
-                "ON CONFLICT (id) DO UPDATE SET name = excluded.name, state = excluded.state, created_at = excluded.created_at, updated_at = excluded.updated_at, meta = excluded.meta",
+                "ON CONFLICT (id) DO UPDATE SET name = excluded.name, state = excluded.state, created_at = excluded.created_at, updated_at = excluded.updated_at, meta = excluded.meta" +
+                (ReturningWhetherInserted ?? ""),
                 ("id", IdValue(flowDetail.Id)), ("book", IdValue(flowDetail.LogBookId)), ("name", flowDetail.Name),
                 ("state", flowDetail.State.ToTaskFlowName()), ("created", TimeValue(flowDetail.CreatedAt)),
                 ("updated", TimeValue(flowDetail.UpdatedAt)), ("meta", meta)))
-                await upsert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            await UpsertAtomsAsync(s.Connection, tx, flowDetail.Id, atoms, cancellationToken).ConfigureAwait(false);
+            {
+                if (ReturningWhetherInserted is null)
+                {
+                    await upsert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    inserted = !wasStored;
+                }
+                else
+                {
+                    inserted = await upsert.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is true;
+                }
+            }
+            // A flow row this transaction inserted has no atoms yet (they reference it): nothing to look up or merge.
+            if (inserted) await InsertAtomsOfNewFlowAsync(s.Connection, tx, flowDetail.Id, atoms, cancellationToken).ConfigureAwait(false);
+            else await UpsertAtomsAsync(s.Connection, tx, flowDetail.Id, atoms, cancellationToken).ConfigureAwait(false);
             return true;
         }, cancellationToken);
     }
@@ -367,6 +383,17 @@ internal abstract class SqlStore : IDisposable
         return headers.Select(h => Build($"{h.Subject} in {StoreName}", () => h.Flow with { Atoms = atomsByFlow[h.Flow.Id] })).ToList();
     }
 
+    /// <summary>
+    /// A <c>RETURNING</c> clause for the flow upsert that yields true when it inserted the row, false when it updated a
+    /// stored one; null where writes are serialized (SQLite), so the locking read before the upsert already tells.
+    /// PostgreSQL needs it: two transactions creating the same flow both read nothing, and the second then updates.
+    /// </summary>
+    protected virtual string? ReturningWhetherInserted => null;
+
+    /// <summary>Inserts the atoms of a flow row inserted in this transaction, numbered in batch order from 1.</summary>
+    protected virtual Task InsertAtomsOfNewFlowAsync(DbConnection c, DbTransaction tx, Guid flowId, EncodedAtom[] atoms, CancellationToken ct) =>
+        InsertOrUpdateAtomsAsync(c, tx, flowId, atoms, existing: null, nextSeq: 1, ct);
+
     private async Task UpsertAtomsAsync(DbConnection c, DbTransaction tx, Guid flowId, EncodedAtom[] atoms, CancellationToken ct)
     {
         if (atoms.Length == 0) return;
@@ -400,12 +427,19 @@ internal abstract class SqlStore : IDisposable
             nextSeq = Convert.ToInt64(await seq.ExecuteScalarAsync(ct).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture) + 1;
         }
 
+        await InsertOrUpdateAtomsAsync(c, tx, flowId, atoms, existing, nextSeq, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Writes each atom: inserted with the next sequence number, or (when in <paramref name="existing"/>) updated.</summary>
+    private async Task InsertOrUpdateAtomsAsync(DbConnection c, DbTransaction tx, Guid flowId, EncodedAtom[] atoms, HashSet<Guid>? existing, long nextSeq, CancellationToken ct)
+    {
+        if (atoms.Length == 0) return;
         var sql = $"INSERT INTO {Table("atom_details")} (flow_detail_id, id, seq, name, kind, state, data) " +
                   $"VALUES (@f, @id, @seq, @name, @kind, @state, {Json("@data")}) " +
                   "ON CONFLICT (flow_detail_id, id) DO UPDATE SET state = excluded.state, data = excluded.data";
         var rows = atoms.Select(a => new (string, object?)[]
         {
-            ("f", IdValue(flowId)), ("id", IdValue(a.Id)), ("seq", existing.Contains(a.Id) ? 0L : nextSeq++),
+            ("f", IdValue(flowId)), ("id", IdValue(a.Id)), ("seq", existing is not null && existing.Contains(a.Id) ? 0L : nextSeq++),
             ("name", a.Name), ("kind", a.Kind), ("state", a.StateName), ("data", Encoding.UTF8.GetString(a.Data)),
         }).ToList();
         if (c.CanCreateBatch)
