@@ -303,8 +303,8 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
 
         /// <summary>
         /// One round trip and one implicit transaction. Each chunk of up to <see cref="AtomsPerStatement"/> atoms is one
-        /// statement: it updates each atom where the stored flow, id, name and kind all equal the batch's, then stamps
-        /// the flow row — setting <c>updated_at</c> to NULL, which its NOT NULL constraint refuses, unless every atom of
+        /// statement: it locks the flow row, updates each atom where the stored flow, id, name and kind all equal the
+        /// batch's, then stamps the flow row — setting <c>updated_at</c> to NULL, which its NOT NULL constraint refuses, unless every atom of
         /// the chunk was updated. The refusal undoes the whole batch, so the save is all or nothing.
         /// </summary>
         /// <remarks>
@@ -348,12 +348,13 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
         private string SaveKnownSql(int count)
         {
             if (_saveKnownSql[count] is { } cached) return cached;
-            var sql = new System.Text.StringBuilder("WITH ");
+            // The flow row is locked first (each atom update reads the locked id), as the checked path does: saves of one
+            // flow from several hosts wait for each other there instead of deadlocking on each other's atom rows.
+            var sql = new System.Text.StringBuilder($"WITH f AS (SELECT id FROM {_q}.flow_details WHERE id = @f FOR UPDATE)");
             for (int i = 0; i < count; i++)
             {
-                if (i > 0) sql.Append(", ");
-                sql.Append($"u{i} AS (UPDATE {_q}.atom_details SET state = @s{i}, data = CAST(@d{i} AS jsonb) ")
-                   .Append($"WHERE flow_detail_id = @f AND id = @i{i} AND name = @n{i} AND kind = @k{i} RETURNING 1)");
+                sql.Append($", u{i} AS (UPDATE {_q}.atom_details SET state = @s{i}, data = CAST(@d{i} AS jsonb) ")
+                   .Append($"WHERE flow_detail_id = (SELECT id FROM f) AND id = @i{i} AND name = @n{i} AND kind = @k{i} RETURNING 1)");
             }
             sql.Append($" UPDATE {_q}.flow_details SET updated_at = CASE WHEN ");
             for (int i = 0; i < count; i++) sql.Append(i > 0 ? " + " : "").Append($"(SELECT count(*) FROM u{i})");
