@@ -68,6 +68,19 @@ public sealed class BenchCaseTests
     }
 
     [Fact]
+    public async Task Harness_runs_cases_that_leave_work_in_other_processes_last_and_reports_in_the_order_asked()
+    {
+        var cases = new[] { BenchCase.Persisted(4, BenchBackend.SqliteWal), BenchCase.Linear(4), BenchCase.Persisted(4, BenchBackend.Memory), BenchCase.FailLast(4) };
+        Assert.Equal([cases[1], cases[2], cases[3], cases[0]], CompareHarness.RunOrder(cases));
+
+        var log = new StringWriter();
+        var results = await new CompareHarness(quick: true, log).RunAsync(cases, withAnchor: false);
+        Assert.Equal(cases, results.Select(r => r.Case));
+        var measured = log.ToString().Split('\n').Where(l => l.Contains("measured", StringComparison.Ordinal)).ToList();
+        Assert.Contains(cases[0].Name, measured[^1]);
+    }
+
+    [Fact]
     public async Task Harness_measures_delayed_fan_outs_against_the_same_waits_without_an_engine()
     {
         var cases = new[] { BenchCase.FanOut(4, 2, 2, exactTimer: true), BenchCase.FanOut(4, 2, -1) };
