@@ -304,16 +304,17 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
         /// <summary>
         /// One round trip and one implicit transaction. Each chunk of up to <see cref="AtomsPerStatement"/> atoms is one
         /// statement: it locks the flow row, updates each atom where the stored flow, id, name and kind all equal the
-        /// batch's, then stamps the flow row — setting <c>updated_at</c> to NULL, which its NOT NULL constraint refuses, unless every atom of
-        /// the chunk was updated. The refusal undoes the whole batch, so the save is all or nothing.
+        /// batch's, then stamps the flow row — setting <c>updated_at</c> to NULL, which its NOT NULL constraint refuses,
+        /// unless every atom of the chunk was updated. The refusal undoes the whole batch, so the save is all or nothing.
         /// </summary>
         /// <remarks>
         /// One UPDATE per atom, each on a full unique key, so every plan is an index lookup of one row whatever the
         /// table's statistics say. A join with <c>unnest</c> of array parameters did the same work in one UPDATE, but
         /// the generic plan PostgreSQL keeps for a prepared statement guesses ten rows for the arrays and, when the table
-        /// has not been analyzed yet or most flows are small, a handful of rows per flow: it then hash-joined over every
-        /// atom of the flow on each save, a cost that grew with the flow's size (0.3 ms per save at 1,000 atoms).
-        /// Texts are fixed per chunk size, so Npgsql prepares each once per connection.
+        /// has not been analyzed yet or most flows are small, a handful of rows per flow: it then hash-joined the batch
+        /// with every atom of the flow, a cost that grows with the flow (0.58 ms for two atoms of a 1,000-atom flow in
+        /// <c>EXPLAIN ANALYZE</c>, against 0.13 ms for this form). Texts are fixed per chunk size, so Npgsql prepares each
+        /// once per connection.
         /// </remarks>
         protected override async Task<KnownAtomsSave> SaveKnownAtomsInOneRoundTripAsync(DbConnection connection, Guid flowId, IReadOnlyList<EncodedAtom> atoms, CancellationToken ct)
         {
