@@ -64,7 +64,10 @@ public sealed class BenchCaseTests
         var persistence = CompareHarness.PersistenceTable(results);
         Assert.Contains("| memory | serial (linear) | 4 |", persistence);
         Assert.DoesNotContain("| — |", persistence.Split('\n').Single(l => l.StartsWith("| memory", StringComparison.Ordinal)));
-        Assert.Contains("B7 ≤ 10 µs per retry round", CompareHarness.Targets(results));
+        var b7 = CompareHarness.Targets(results).Split('\n').Single(l => l.StartsWith("| B7 ≤ 10 µs per retry round", StringComparison.Ordinal));
+        // Measured at N = 4, not at the target's N = 1,000: shown, not judged.
+        Assert.Contains("at N = 4 | judged at N = 1,000 only", b7);
+        Assert.DoesNotContain("met", b7);
     }
 
     [Fact]
@@ -78,6 +81,17 @@ public sealed class BenchCaseTests
         Assert.Equal(cases, results.Select(r => r.Case));
         var measured = log.ToString().Split('\n').Where(l => l.Contains("measured", StringComparison.Ordinal)).ToList();
         Assert.Contains(cases[0].Name, measured[^1]);
+    }
+
+    [Theory]
+    [InlineData(0.002, "met")]
+    [InlineData(0.020, "NOT met")]
+    public void Targets_judge_B7_at_the_size_the_target_is_set_at(double runSeconds, string verdict)
+    {
+        var c = BenchCase.Retry(CompareHarness.TargetSize);
+        var result = new CaseResult(c, 1, runSeconds, 0, runSeconds, 0, 0, null, null);
+        var b7 = CompareHarness.Targets([result]).Split('\n').Single(l => l.StartsWith("| B7 ≤ 10 µs per retry round", StringComparison.Ordinal));
+        Assert.EndsWith($"| {verdict} |", b7.TrimEnd());
     }
 
     [Fact]

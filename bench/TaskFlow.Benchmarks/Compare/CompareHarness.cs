@@ -202,6 +202,9 @@ public sealed class CompareHarness(bool quick, TextWriter output)
     }
 
     /// <summary>Issue 8's targets against the medians just measured (reported, not asserted).</summary>
+    /// <summary>The N at which issue 8 sets the B5–B7 targets.</summary>
+    public const int TargetSize = 1_000;
+
     public static string Targets(IReadOnlyList<CaseResult> results)
     {
         var sb = new StringBuilder();
@@ -209,6 +212,13 @@ public sealed class CompareHarness(bool quick, TextWriter output)
             results.FirstOrDefault(r => r.Case.Group == group && r.Case.N == n && (also?.Invoke(r.Case) ?? true));
         void Line(string target, string measured, bool? met) =>
             sb.AppendLine(CultureInfo.InvariantCulture, $"| {target} | {measured} | {(met is null ? "not measured" : met.Value ? "met" : "NOT met")} |");
+        // B5–B7 are set at N = 1,000: quick mode runs them at N = 100, where one-off costs (creating the flow's rows, the
+        // one failure) weigh ten times as much per task, so its figures are shown but not judged.
+        void LineAtTargetSize(string target, CaseResult r, string measured, bool met)
+        {
+            if (r.Case.N == TargetSize) Line(target, measured, met);
+            else sb.AppendLine(CultureInfo.InvariantCulture, $"| {target} | {measured} at N = {r.Case.N:N0} | judged at N = {TargetSize:N0} only (the full compare) |");
+        }
         sb.AppendLine("| target | measured | |");
         sb.AppendLine("|---|---|---|");
         var b1k = Find("B1", 1_000);
@@ -243,12 +253,13 @@ public sealed class CompareHarness(bool quick, TextWriter output)
             var p = results.FirstOrDefault(r => r.Case.Group == "B5" && r.Case.Backend == backend && r.Case.Parallel == parallel);
             var baseline = p is null ? null : Find("B1", p.Case.N);
             double? added = p is null || baseline is null ? null : p.RunMicrosPerTask - baseline.RunMicrosPerTask;
-            Line($"B5 {BenchBackends.Describe(backend)} serial ≤ {bar:0} µs added per task", added is null ? "—" : Us(added.Value), added is null ? null : added <= bar);
+            if (p is null || added is null) Line($"B5 {BenchBackends.Describe(backend)} serial ≤ {bar:0} µs added per task", "—", null);
+            else LineAtTargetSize($"B5 {BenchBackends.Describe(backend)} serial ≤ {bar:0} µs added per task", p, Us(added.Value), added <= bar);
         }
         var pgSerial = results.FirstOrDefault(r => r.Case.Group == "B5" && r.Case.Backend == BenchBackend.PostgreSql && !r.Case.Parallel);
         var pgParallel = results.FirstOrDefault(r => r.Case.Group == "B5" && r.Case.Backend == BenchBackend.PostgreSql && r.Case.Parallel);
         if (pgSerial is not null && pgParallel is not null)
-            Line("B5 postgresql: less per task on the parallel engine", $"{Us(pgParallel.RunMicrosPerTask)} vs {Us(pgSerial.RunMicrosPerTask)} serial", pgParallel.RunMicrosPerTask < pgSerial.RunMicrosPerTask);
+            LineAtTargetSize("B5 postgresql: less per task on the parallel engine", pgSerial, $"{Us(pgParallel.RunMicrosPerTask)} vs {Us(pgSerial.RunMicrosPerTask)} serial", pgParallel.RunMicrosPerTask < pgSerial.RunMicrosPerTask);
         // B6: the run is split where its last task fails (the task notes the time): before it, the forward run of N-1
         // tasks; after it, handling the failure, reverting the N-1 tasks and rethrowing to the caller. The fixed cost
         // of one failure alone (B6 at N = 1, nothing to revert) is shown for reference.
@@ -257,13 +268,14 @@ public sealed class CompareHarness(bool quick, TextWriter output)
         if (b6?.AfterFailureSeconds is { } after)
         {
             double forward = b6.RunSeconds - after;
-            Line("B6 full revert ≤ the forward run",
+            LineAtTargetSize("B6 full revert ≤ the forward run", b6,
                 $"after the failure {Ms(after)} (failure handling + revert of {b6.Case.N - 1:N0} + rethrow) vs forward {Ms(forward)} = {after / forward:0.00}×" +
                 (oneFailure is null ? "" : $"; one failure alone (N = 1): {Ms(oneFailure.RunSeconds)}"),
                 after <= forward);
         }
         var b7 = results.FirstOrDefault(r => r.Case.Group == "B7");
-        Line("B7 ≤ 10 µs per retry round", b7 is null ? "—" : Us(b7.RunMicrosPerTask), b7 is null ? null : b7.RunMicrosPerTask <= 10);
+        if (b7 is null) Line("B7 ≤ 10 µs per retry round", "—", null);
+        else LineAtTargetSize("B7 ≤ 10 µs per retry round", b7, Us(b7.RunMicrosPerTask), b7.RunMicrosPerTask <= 10);
         if (b1k?.Anchor is { } a)
             Line("≥ 10,000× faster than TaskFlow on B1 N = 1k, compile included", $"{a.TotalSeconds:0.00} s / {Ms(b1k.TotalSeconds)} = {Ratio(a.TotalSeconds / b1k.TotalSeconds)}", a.TotalSeconds / b1k.TotalSeconds >= 10_000);
         else Line("≥ 10,000× faster than TaskFlow on B1 N = 1k", "TaskFlow not run", null);
