@@ -479,14 +479,26 @@ public sealed class FlowStorage
     /// </summary>
     private bool TryFromLevel(Atom consumer, int[] level, ArgumentBinding b, out object? value)
     {
+        if (level.Length == 1)
+        {
+            // One provider, nearly always: no list of the results found (this runs for every argument of every call).
+            int only = level[0];
+            if (!TryGetExecuteResult(only, out var result, out var skipped))
+            {
+                if (!skipped) throw ResultNotAvailable(consumer, b, only);
+                value = null;
+                return false;
+            }
+            if (TryExtract(Compiled.Atoms[only]!, result, b.Symbol, out value)) return true;
+            throw NoElement(consumer, b, [only]);
+        }
         List<(int Node, object? Container)>? found = null;
         foreach (var p in level)
         {
             if (!TryGetExecuteResult(p, out var container, out var ignored))
             {
                 if (ignored) continue;
-                throw new NotFoundException(
-                    $"Atom '{consumer.Name}' parameter '{b.Parameter}' expects '{b.Symbol}' from '{Compiled.Atoms[p]!.Name}', whose result is not available in state {States[p].ToTaskFlowName()}.");
+                throw ResultNotAvailable(consumer, b, p);
             }
             (found ??= []).Add((p, container));
         }
@@ -497,9 +509,14 @@ public sealed class FlowStorage
         }
         foreach (var (p, container) in found)
             if (TryExtract(Compiled.Atoms[p]!, container, b.Symbol, out value)) return true;
-        throw new NotFoundException(
-            $"Atom '{consumer.Name}' parameter '{b.Parameter}': the result of {string.Join(", ", found.Select(f => $"'{Compiled.Atoms[f.Node]!.Name}'"))} has no element for '{b.Symbol}'.");
+        throw NoElement(consumer, b, found.Select(f => f.Node));
     }
+
+    private NotFoundException ResultNotAvailable(Atom consumer, ArgumentBinding b, int provider) => new(
+        $"Atom '{consumer.Name}' parameter '{b.Parameter}' expects '{b.Symbol}' from '{Compiled.Atoms[provider]!.Name}', whose result is not available in state {States[provider].ToTaskFlowName()}.");
+
+    private NotFoundException NoElement(Atom consumer, ArgumentBinding b, IEnumerable<int> providers) => new(
+        $"Atom '{consumer.Name}' parameter '{b.Parameter}': the result of {string.Join(", ", providers.Select(p => $"'{Compiled.Atoms[p]!.Name}'"))} has no element for '{b.Symbol}'.");
 
     /// <summary>Whether a requirement can be satisfied at all (TaskFlow's validation: any visible potential provider).</summary>
     internal bool IsSatisfiable(int node, int bindingIndex, ArgumentBinding b, bool revert)
