@@ -83,9 +83,29 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
     /// <inheritdoc />
     public override string ToString() => $"PostgreSqlPersistenceBackend {{ {_store.StoreNameForDisplay} }}";
 
-    /// <inheritdoc cref="Store.ApplyAutoPrepareDefaults"/>
-    internal static void ApplyAutoPrepareDefaults(NpgsqlConnectionStringBuilder target, string connectionString) =>
-        Store.ApplyAutoPrepareDefaults(target, connectionString);
+    /// <summary>
+    /// The few statements of the hot paths run over and over on kept-open connections: Npgsql prepares them on the
+    /// server after their second use, unless the connection string chose otherwise. Unprepared, every save was parsed
+    /// and planned again, which was most of its time on the server.
+    /// </summary>
+    internal static void ApplyAutoPrepareDefaults(NpgsqlConnectionStringBuilder target, string connectionString)
+    {
+        if (!Mentions(connectionString, "MaxAutoPrepare")) target.MaxAutoPrepare = 32;
+        if (!Mentions(connectionString, "AutoPrepareMinUsages")) target.AutoPrepareMinUsages = 2;
+    }
+
+    /// <summary>
+    /// Whether a connection string sets a keyword, however spelled ("Max Auto Prepare", "maxautoprepare").
+    /// <see cref="DbConnectionStringBuilder.ContainsKey"/> on Npgsql's builder cannot tell: it answers true for every keyword Npgsql knows.
+    /// </summary>
+    private static bool Mentions(string connectionString, string keywordWithoutSpaces)
+    {
+        var given = new DbConnectionStringBuilder { ConnectionString = connectionString };
+        foreach (string key in given.Keys)
+            if (string.Equals(key.Replace(" ", "", StringComparison.Ordinal), keywordWithoutSpaces, StringComparison.OrdinalIgnoreCase))
+                return true;
+        return false;
+    }
 
     private sealed class Store : SqlStore
     {
@@ -150,30 +170,6 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
             var dataSource = new NpgsqlDataSourceBuilder(options.ConnectionString);
             ApplyAutoPrepareDefaults(dataSource.ConnectionStringBuilder, options.ConnectionString);
             _dataSource = dataSource.Build();
-        }
-
-        /// <summary>
-        /// The few statements of the hot paths run over and over on kept-open connections: Npgsql prepares them on the
-        /// server after their second use, unless the connection string chose otherwise. Unprepared, every save was parsed
-        /// and planned again, which was most of its time on the server.
-        /// </summary>
-        internal static void ApplyAutoPrepareDefaults(NpgsqlConnectionStringBuilder target, string connectionString)
-        {
-            if (!Mentions(connectionString, "MaxAutoPrepare")) target.MaxAutoPrepare = 32;
-            if (!Mentions(connectionString, "AutoPrepareMinUsages")) target.AutoPrepareMinUsages = 2;
-        }
-
-        /// <summary>
-        /// Whether a connection string sets a keyword, however spelled ("Max Auto Prepare", "maxautoprepare").
-        /// <see cref="DbConnectionStringBuilder.ContainsKey"/> on Npgsql's builder cannot tell: it answers true for every keyword Npgsql knows.
-        /// </summary>
-        private static bool Mentions(string connectionString, string keywordWithoutSpaces)
-        {
-            var given = new DbConnectionStringBuilder { ConnectionString = connectionString };
-            foreach (string key in given.Keys)
-                if (string.Equals(key.Replace(" ", "", StringComparison.Ordinal), keywordWithoutSpaces, StringComparison.OrdinalIgnoreCase))
-                    return true;
-            return false;
         }
 
         public string Schema { get; }

@@ -175,7 +175,7 @@ public sealed class FlowEngine
             }
         }
         // What the iterator would raise after its last state, raised here: the exception then leaves one async frame
-        // fewer (each costs a rethrow), which is most of what a failed run costs beyond its reverts.
+        // fewer (each frame it leaves costs a rethrow).
         RaiseFor(last, cancellationToken);
     }
 
