@@ -14,6 +14,16 @@ public abstract class DurablePersistenceBackendContract : PersistenceBackendCont
     /// <summary>A new backend instance on the same store as <see cref="PersistenceBackendContract.Backend"/>.</summary>
     protected abstract IPersistenceBackend Reopen(TimeProvider clock);
 
+    /// <summary>A saved flow detail named "shared" (in a new logbook) holding <paramref name="atoms"/>, for tests of two instances.</summary>
+    private async Task<FlowDetail> SharedFlowAsync(IPersistenceBackend backend, params AtomDetail[] atoms)
+    {
+        var book = LogBook.Create("book", Clock);
+        await backend.SaveLogBookAsync(book);
+        var flow = FlowDetail.Create(book.Id, "shared", Clock) with { Atoms = atoms };
+        await backend.SaveFlowDetailAsync(flow);
+        return flow;
+    }
+
     /// <summary>Writes a schema version into the store directly, as a newer (or older) TaskFlow would have.</summary>
     protected abstract Task WriteSchemaVersionAsync(int version);
 
@@ -85,10 +95,7 @@ public abstract class DurablePersistenceBackendContract : PersistenceBackendCont
     [Fact]
     public Task TwoInstancesOnOneStore_ParallelWrites_LoseNothing() => RunAsync(async backend =>
     {
-        var book = LogBook.Create("book", Clock);
-        await backend.SaveLogBookAsync(book);
-        var flow = FlowDetail.Create(book.Id, "shared", Clock);
-        await backend.SaveFlowDetailAsync(flow);
+        var flow = await SharedFlowAsync(backend);
         await using var second = Reopen(Clock);
 
         await Task.WhenAll(new[] { backend, second }.Select((instance, n) => Task.Run(async () =>
@@ -105,11 +112,8 @@ public abstract class DurablePersistenceBackendContract : PersistenceBackendCont
     [Fact]
     public Task TwoInstances_OneDeletesOrRecreatesTheFlow_TheOthersSavesFollowWhatIsStored() => RunAsync(async backend =>
     {
-        var book = LogBook.Create("book", Clock);
-        await backend.SaveLogBookAsync(book);
         var x = TaskDetail.Create("x");
-        var flow = FlowDetail.Create(book.Id, "shared", Clock) with { Atoms = [x] };
-        await backend.SaveFlowDetailAsync(flow);
+        var flow = await SharedFlowAsync(backend, x);
         // Updates of a known atom, so whatever this instance keeps between saves is warm.
         await backend.SaveAtomDetailsAsync(flow.Id, [x with { State = AtomState.Running }]);
         await backend.SaveAtomDetailsAsync(flow.Id, [x.WithSuccess(Json("1"))]);
@@ -153,11 +157,8 @@ public abstract class DurablePersistenceBackendContract : PersistenceBackendCont
     [Fact]
     public Task TwoInstances_SavingTheSameAtomsInOppositeOrders_WaitForEachOther() => RunAsync(async backend =>
     {
-        var book = LogBook.Create("book", Clock);
-        await backend.SaveLogBookAsync(book);
         var atoms = Enumerable.Range(0, 10).Select(i => TaskDetail.Create($"t{i}")).ToArray();
-        var flow = FlowDetail.Create(book.Id, "shared", Clock) with { Atoms = atoms };
-        await backend.SaveFlowDetailAsync(flow);
+        var flow = await SharedFlowAsync(backend, atoms);
         await using var other = Reopen(Clock);
 
         await Task.WhenAll(new[] { backend, other }.Select((instance, n) => Task.Run(async () =>
@@ -212,10 +213,7 @@ public abstract class DurablePersistenceBackendContract : PersistenceBackendCont
     [Fact]
     public Task TwoInstances_InterleavedSavesOfOneFlow_KeepTheLastWriteAndTheFirstSaveOrder() => RunAsync(async backend =>
     {
-        var book = LogBook.Create("book", Clock);
-        await backend.SaveLogBookAsync(book);
-        var flow = FlowDetail.Create(book.Id, "shared", Clock);
-        await backend.SaveFlowDetailAsync(flow);
+        var flow = await SharedFlowAsync(backend);
         await using var other = Reopen(Clock);
         var instances = new[] { backend, other };
         var atoms = Enumerable.Range(0, 6).Select(i => TaskDetail.Create($"t{i}")).ToArray();
