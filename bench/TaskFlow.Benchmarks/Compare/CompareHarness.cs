@@ -123,8 +123,8 @@ public sealed class CompareHarness(bool quick, TextWriter output)
     /// <summary>
     /// Cases that leave work behind in other processes run after all the others: PostgreSQL vacuums and checkpoints
     /// what a persisted run wrote, and the kernel writes back the directory and SQLite backends' files, for seconds
-    /// after the case ends. On two cores that work took a core from the next cases: B6 right after B5 on PostgreSQL
-    /// measured 0.29–0.43 ms forward against 0.23–0.24 ms run alone.
+    /// after the case ends. On two cores that work is the likely cause (inferred) of what the next cases measured: B6
+    /// right after B5 on PostgreSQL ran 0.29–0.32 ms forward, after the directory case 0.24–0.43 ms, alone 0.23 ms.
     /// </summary>
     public static IEnumerable<BenchCase> RunOrder(IReadOnlyList<BenchCase> cases) =>
         cases.Where(c => !LeavesWorkBehind(c)).Concat(cases.Where(LeavesWorkBehind));
