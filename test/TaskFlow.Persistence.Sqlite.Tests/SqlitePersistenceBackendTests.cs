@@ -108,7 +108,7 @@ public sealed class SqlitePersistenceBackendTests : DurablePersistenceBackendCon
         cmd.CommandText = "PRAGMA journal_mode";
         Assert.Equal("wal", (string?)await cmd.ExecuteScalarAsync());
         cmd.CommandText = "SELECT version FROM schema_version";
-        Assert.Equal(1L, (long?)await cmd.ExecuteScalarAsync());
+        Assert.Equal((long)SqlitePersistenceBackend.SchemaVersion, (long?)await cmd.ExecuteScalarAsync());
         cmd.CommandText = "SELECT count(*) FROM atom_details";
         Assert.Equal(2L, (long?)await cmd.ExecuteScalarAsync());
     }
