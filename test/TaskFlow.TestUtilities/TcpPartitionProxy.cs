@@ -22,6 +22,7 @@ public sealed class TcpPartitionProxy : IAsyncDisposable
     private readonly Task _acceptLoop;
     private TaskCompletionSource _open = Opened();
     private byte[]? _marker;
+    private int _skip;
     private TaskCompletionSource _partitioned = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _heldBytes;
 
@@ -57,10 +58,24 @@ public sealed class TcpPartitionProxy : IAsyncDisposable
         return builder.ConnectionString;
     }
 
-    /// <summary>Partitions at the first chunk a client sends that contains <paramref name="marker"/> (UTF-8), holding that chunk back.</summary>
-    public void ArmOnMarker(string marker)
+    /// <summary>
+    /// Partitions at the first chunk a client sends that contains <paramref name="marker"/> (UTF-8) after
+    /// <paramref name="skip"/> such chunks went through, holding that chunk back.
+    /// </summary>
+    public void ArmOnMarker(string marker, int skip = 0)
     {
-        lock (_gate) _marker = System.Text.Encoding.UTF8.GetBytes(marker);
+        ArgumentOutOfRangeException.ThrowIfNegative(skip);
+        lock (_gate)
+        {
+            _marker = System.Text.Encoding.UTF8.GetBytes(marker);
+            _skip = skip;
+        }
+    }
+
+    /// <summary>Forgets a marker given to <see cref="ArmOnMarker"/> that has not matched yet.</summary>
+    public void Disarm()
+    {
+        lock (_gate) _marker = null;
     }
 
     /// <summary>Partitions now.</summary>
@@ -170,7 +185,7 @@ public sealed class TcpPartitionProxy : IAsyncDisposable
                     if (n == 0) break;
                     lock (_gate)
                     {
-                        if (fromClient && _marker is { } marker && Contains(tail, buffer.AsSpan(0, n), marker)) PartitionLocked();
+                        if (fromClient && _marker is { } marker && Contains(tail, buffer.AsSpan(0, n), marker) && _skip-- == 0) PartitionLocked();
                         if (!_open.Task.IsCompleted) Interlocked.Add(ref _heldBytes, n);
                         if (fromClient && _marker is { } m) tail = buffer.AsSpan(Math.Max(0, n - m.Length + 1), Math.Min(n, m.Length - 1)).ToArray();
                         chunks.Writer.TryWrite((buffer, n));
