@@ -101,6 +101,26 @@ public sealed class PostgreSqlPersistenceBackend : IFencedPersistenceBackend
     }
 
     /// <summary>
+    /// How long the server lets one of our sessions sit idle inside a transaction before it ends the session. Our
+    /// transactions send their statements back to back, so a gap this long means the client stopped (a partition, a
+    /// pause) while holding row locks — among them the owner row a new owner's take-over waits for. The server then
+    /// rolls the transaction back and releases them; the stale client's next statement fails.
+    /// </summary>
+    internal static readonly TimeSpan IdleInTransactionTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Sets <c>idle_in_transaction_session_timeout</c> for our sessions (<see cref="IdleInTransactionTimeout"/>) unless
+    /// the connection string's <c>Options</c> set it already.
+    /// </summary>
+    internal static void ApplySessionDefaults(NpgsqlConnectionStringBuilder target)
+    {
+        var options = target.Options ?? "";
+        if (options.Contains("idle_in_transaction_session_timeout", StringComparison.OrdinalIgnoreCase)) return;
+        var setting = $"-c idle_in_transaction_session_timeout={(long)IdleInTransactionTimeout.TotalMilliseconds}";
+        target.Options = options.Length == 0 ? setting : $"{options} {setting}";
+    }
+
+    /// <summary>
     /// Whether a connection string sets a keyword, however spelled ("Max Auto Prepare", "maxautoprepare").
     /// <see cref="DbConnectionStringBuilder.ContainsKey"/> on Npgsql's builder cannot tell: it answers true for every keyword Npgsql knows.
     /// </summary>
@@ -183,6 +203,7 @@ public sealed class PostgreSqlPersistenceBackend : IFencedPersistenceBackend
             _storeName = $"PostgreSQL schema '{Schema}' in database '{builder.Database}' on {builder.Host}:{builder.Port}";
             var dataSource = new NpgsqlDataSourceBuilder(options.ConnectionString);
             ApplyAutoPrepareDefaults(dataSource.ConnectionStringBuilder, options.ConnectionString);
+            ApplySessionDefaults(dataSource.ConnectionStringBuilder);
             _dataSource = dataSource.Build();
         }
 

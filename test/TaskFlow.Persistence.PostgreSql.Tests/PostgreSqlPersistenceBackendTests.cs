@@ -101,6 +101,17 @@ public sealed class PostgreSqlPersistenceBackendTests : DurablePersistenceBacken
         Assert.Equal(minUsages, builder.AutoPrepareMinUsages);
     }
 
+    [Theory]
+    [InlineData("Host=h", "-c idle_in_transaction_session_timeout=10000")]
+    [InlineData("Host=h;Options=-c search_path=x", "-c search_path=x -c idle_in_transaction_session_timeout=10000")]
+    [InlineData("Host=h;Options=-c idle_in_transaction_session_timeout=0", "-c idle_in_transaction_session_timeout=0")]
+    public void IdleInTransactionTimeout_IsSetUnlessTheConnectionStringSetsIt(string connectionString, string options)
+    {
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+        PostgreSqlPersistenceBackend.ApplySessionDefaults(builder);
+        Assert.Equal(options, builder.Options);
+    }
+
     /// <summary>A backend on this test's schema whose connections carry an application name of their own, to find them on the server.</summary>
     private PostgreSqlPersistenceBackend Tagged(string applicationName) =>
         new(new PostgreSqlPersistenceOptions { ConnectionString = $"{_connectionString};Application Name={applicationName}", Schema = _schema, TimeProvider = Clock });
