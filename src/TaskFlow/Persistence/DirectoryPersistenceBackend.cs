@@ -125,9 +125,9 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
     }
 
     /// <inheritdoc />
-    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default) => SaveLogBookAsync(logBook, null, cancellationToken);
+    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default) => Writes.SaveLogBookAsync(logBook, null, cancellationToken);
 
-    private async Task SaveLogBookAsync(LogBook logBook, Fence? fence, CancellationToken cancellationToken)
+    async Task IFencedStore.SaveLogBookAsync(LogBook logBook, Fence? fence, CancellationToken cancellationToken)
     {
         var data = BackendSupport.EncodeLogBook(logBook, _maxBytes);
         await WithWriteLockAsync(async () =>
@@ -187,9 +187,9 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
         }, cancellationToken);
 
     /// <inheritdoc />
-    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default) => SaveFlowDetailAsync(flowDetail, null, cancellationToken);
+    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default) => Writes.SaveFlowDetailAsync(flowDetail, null, cancellationToken);
 
-    private async Task SaveFlowDetailAsync(FlowDetail flowDetail, Fence? fence, CancellationToken cancellationToken)
+    async Task IFencedStore.SaveFlowDetailAsync(FlowDetail flowDetail, Fence? fence, CancellationToken cancellationToken)
     {
         BackendSupport.EncodeFlowHeaderMetadata(flowDetail, _maxBytes);
         var batch = BackendSupport.EncodeAtoms(flowDetail.Id, flowDetail.Atoms, _maxBytes);
@@ -241,9 +241,9 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
     }
 
     /// <inheritdoc />
-    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => DeleteFlowDetailAsync(flowDetailId, null, cancellationToken);
+    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => Writes.DeleteFlowDetailAsync(flowDetailId, null, cancellationToken);
 
-    private Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, Fence? fence, CancellationToken cancellationToken) =>
+    Task<bool> IFencedStore.DeleteFlowDetailAsync(Guid flowDetailId, Fence? fence, CancellationToken cancellationToken) =>
         WithWriteLockAsync(async () =>
         {
             await CheckFenceAsync(fence, OwnedPersistence.DeleteFlowDetail, cancellationToken).ConfigureAwait(false);
@@ -256,9 +256,9 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
         }, cancellationToken);
 
     /// <inheritdoc />
-    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default) => UpdateFlowStateAsync(flowDetailId, state, null, cancellationToken);
+    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default) => Writes.UpdateFlowStateAsync(flowDetailId, state, null, cancellationToken);
 
-    private async Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, Fence? fence, CancellationToken cancellationToken)
+    async Task IFencedStore.UpdateFlowStateAsync(Guid flowDetailId, FlowState state, Fence? fence, CancellationToken cancellationToken)
     {
         BackendSupport.ValidateState(state);
         await WithWriteLockAsync(async () =>
@@ -272,9 +272,9 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
 
     /// <inheritdoc />
     public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default) =>
-        SaveAtomDetailsAsync(flowDetailId, atomDetails, null, cancellationToken);
+        Writes.SaveAtomDetailsAsync(flowDetailId, atomDetails, null, cancellationToken);
 
-    private async Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, Fence? fence, CancellationToken cancellationToken)
+    async Task IFencedStore.SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, Fence? fence, CancellationToken cancellationToken)
     {
         var batch = BackendSupport.EncodeAtoms(flowDetailId, atomDetails, _maxBytes);
         await WithWriteLockAsync(async () =>
@@ -322,16 +322,8 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
             return true;
         }, cancellationToken);
 
-    Task IFencedStore.SaveLogBookAsync(LogBook logBook, Fence fence, CancellationToken cancellationToken) => SaveLogBookAsync(logBook, fence, cancellationToken);
-
-    Task IFencedStore.SaveFlowDetailAsync(FlowDetail flowDetail, Fence fence, CancellationToken cancellationToken) => SaveFlowDetailAsync(flowDetail, fence, cancellationToken);
-
-    Task IFencedStore.UpdateFlowStateAsync(FlowState state, Fence fence, CancellationToken cancellationToken) => UpdateFlowStateAsync(fence.FlowDetailId, state, fence, cancellationToken);
-
-    Task IFencedStore.SaveAtomDetailsAsync(IReadOnlyList<AtomDetail> atomDetails, Fence fence, CancellationToken cancellationToken) =>
-        SaveAtomDetailsAsync(fence.FlowDetailId, atomDetails, fence, cancellationToken);
-
-    Task<bool> IFencedStore.DeleteFlowDetailAsync(Fence fence, CancellationToken cancellationToken) => DeleteFlowDetailAsync(fence.FlowDetailId, fence, cancellationToken);
+    /// <summary>Every write, with or without a fence.</summary>
+    private IFencedStore Writes => this;
 
     /// <summary>Refuses a fenced write whose owner is no longer the stored one (the write lock is held).</summary>
     private async Task CheckFenceAsync(Fence? fence, string operation, CancellationToken cancellationToken)

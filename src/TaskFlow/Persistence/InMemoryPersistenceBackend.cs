@@ -37,9 +37,9 @@ public sealed class InMemoryPersistenceBackend : IFencedPersistenceBackend, IFen
     }
 
     /// <inheritdoc />
-    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default) => SaveLogBook(logBook, null, cancellationToken);
+    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default) => Writes.SaveLogBookAsync(logBook, null, cancellationToken);
 
-    private Task SaveLogBook(LogBook logBook, Fence? fence, CancellationToken cancellationToken)
+    Task IFencedStore.SaveLogBookAsync(LogBook logBook, Fence? fence, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var data = BackendSupport.EncodeLogBook(logBook, MaxBytes);
@@ -98,9 +98,9 @@ public sealed class InMemoryPersistenceBackend : IFencedPersistenceBackend, IFen
     }
 
     /// <inheritdoc />
-    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default) => SaveFlowDetail(flowDetail, null, cancellationToken);
+    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default) => Writes.SaveFlowDetailAsync(flowDetail, null, cancellationToken);
 
-    private Task SaveFlowDetail(FlowDetail flowDetail, Fence? fence, CancellationToken cancellationToken)
+    Task IFencedStore.SaveFlowDetailAsync(FlowDetail flowDetail, Fence? fence, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         BackendSupport.EncodeFlowHeaderMetadata(flowDetail, MaxBytes);
@@ -160,9 +160,9 @@ public sealed class InMemoryPersistenceBackend : IFencedPersistenceBackend, IFen
     }
 
     /// <inheritdoc />
-    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => DeleteFlowDetail(flowDetailId, null, cancellationToken);
+    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => Writes.DeleteFlowDetailAsync(flowDetailId, null, cancellationToken);
 
-    private Task<bool> DeleteFlowDetail(Guid flowDetailId, Fence? fence, CancellationToken cancellationToken)
+    Task<bool> IFencedStore.DeleteFlowDetailAsync(Guid flowDetailId, Fence? fence, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         lock (_gate)
@@ -175,9 +175,9 @@ public sealed class InMemoryPersistenceBackend : IFencedPersistenceBackend, IFen
     }
 
     /// <inheritdoc />
-    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default) => UpdateFlowState(flowDetailId, state, null, cancellationToken);
+    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default) => Writes.UpdateFlowStateAsync(flowDetailId, state, null, cancellationToken);
 
-    private Task UpdateFlowState(Guid flowDetailId, FlowState state, Fence? fence, CancellationToken cancellationToken)
+    Task IFencedStore.UpdateFlowStateAsync(Guid flowDetailId, FlowState state, Fence? fence, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         BackendSupport.ValidateState(state);
@@ -193,9 +193,9 @@ public sealed class InMemoryPersistenceBackend : IFencedPersistenceBackend, IFen
 
     /// <inheritdoc />
     public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default) =>
-        SaveAtomDetails(flowDetailId, atomDetails, null, cancellationToken);
+        Writes.SaveAtomDetailsAsync(flowDetailId, atomDetails, null, cancellationToken);
 
-    private Task SaveAtomDetails(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, Fence? fence, CancellationToken cancellationToken)
+    Task IFencedStore.SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, Fence? fence, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var atoms = BackendSupport.EncodeAtoms(flowDetailId, atomDetails, MaxBytes);
@@ -241,16 +241,8 @@ public sealed class InMemoryPersistenceBackend : IFencedPersistenceBackend, IFen
         return Task.CompletedTask;
     }
 
-    Task IFencedStore.SaveLogBookAsync(LogBook logBook, Fence fence, CancellationToken cancellationToken) => SaveLogBook(logBook, fence, cancellationToken);
-
-    Task IFencedStore.SaveFlowDetailAsync(FlowDetail flowDetail, Fence fence, CancellationToken cancellationToken) => SaveFlowDetail(flowDetail, fence, cancellationToken);
-
-    Task IFencedStore.UpdateFlowStateAsync(FlowState state, Fence fence, CancellationToken cancellationToken) => UpdateFlowState(fence.FlowDetailId, state, fence, cancellationToken);
-
-    Task IFencedStore.SaveAtomDetailsAsync(IReadOnlyList<AtomDetail> atomDetails, Fence fence, CancellationToken cancellationToken) =>
-        SaveAtomDetails(fence.FlowDetailId, atomDetails, fence, cancellationToken);
-
-    Task<bool> IFencedStore.DeleteFlowDetailAsync(Fence fence, CancellationToken cancellationToken) => DeleteFlowDetail(fence.FlowDetailId, fence, cancellationToken);
+    /// <summary>Every write, with or without a fence.</summary>
+    private IFencedStore Writes => this;
 
     /// <summary>Refuses a fenced write whose owner is no longer the stored one (the lock is held).</summary>
     private void CheckLocked(Fence? fence, string operation)

@@ -15,21 +15,24 @@ internal sealed record Fence(Guid FlowDetailId, FencingToken Token)
     }
 }
 
-/// <summary>The fenced writes of a backend (see <see cref="IFencedPersistenceBackend"/>): each checks the fence in the same transaction as the write.</summary>
+/// <summary>
+/// The writes of a backend with an optional fence (see <see cref="IFencedPersistenceBackend"/>): with one, each checks
+/// it in the same transaction (or under the same lock) as the write; without one (null) it is the backend's plain write.
+/// </summary>
 internal interface IFencedStore
 {
     /// <summary>Stores <paramref name="token"/> as the flow detail's owner if its epoch is higher than the stored one's; otherwise throws <see cref="StaleOwnerException"/>.</summary>
     Task TakeOwnershipAsync(Guid flowDetailId, FencingToken token, CancellationToken cancellationToken);
 
-    Task SaveLogBookAsync(LogBook logBook, Fence fence, CancellationToken cancellationToken);
+    Task SaveLogBookAsync(LogBook logBook, Fence? fence, CancellationToken cancellationToken);
 
-    Task SaveFlowDetailAsync(FlowDetail flowDetail, Fence fence, CancellationToken cancellationToken);
+    Task SaveFlowDetailAsync(FlowDetail flowDetail, Fence? fence, CancellationToken cancellationToken);
 
-    Task UpdateFlowStateAsync(FlowState state, Fence fence, CancellationToken cancellationToken);
+    Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, Fence? fence, CancellationToken cancellationToken);
 
-    Task SaveAtomDetailsAsync(IReadOnlyList<AtomDetail> atomDetails, Fence fence, CancellationToken cancellationToken);
+    Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, Fence? fence, CancellationToken cancellationToken);
 
-    Task<bool> DeleteFlowDetailAsync(Fence fence, CancellationToken cancellationToken);
+    Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, Fence? fence, CancellationToken cancellationToken);
 }
 
 /// <summary>
@@ -87,19 +90,19 @@ internal sealed class OwnedPersistence(IPersistenceBackend backend, IFencedStore
     public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default)
     {
         RequireOwned(flowDetailId, DeleteFlowDetail);
-        return store.DeleteFlowDetailAsync(fence, cancellationToken);
+        return store.DeleteFlowDetailAsync(flowDetailId, fence, cancellationToken);
     }
 
     public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default)
     {
         RequireOwned(flowDetailId, UpdateFlowState);
-        return store.UpdateFlowStateAsync(state, fence, cancellationToken);
+        return store.UpdateFlowStateAsync(flowDetailId, state, fence, cancellationToken);
     }
 
     public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default)
     {
         RequireOwned(flowDetailId, SaveAtomDetails);
-        return store.SaveAtomDetailsAsync(atomDetails, fence, cancellationToken);
+        return store.SaveAtomDetailsAsync(flowDetailId, atomDetails, fence, cancellationToken);
     }
 
     public Task ClearAllAsync(CancellationToken cancellationToken = default) =>

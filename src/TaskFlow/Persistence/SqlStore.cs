@@ -556,17 +556,6 @@ internal abstract class SqlStore : IDisposable, IFencedStore
                 await ReadOwnerAsync(s.Connection, tx, flowDetailId, "", cancellationToken).ConfigureAwait(false));
         }, cancellationToken);
 
-    Task IFencedStore.SaveLogBookAsync(LogBook logBook, Fence fence, CancellationToken cancellationToken) => SaveLogBookAsync(logBook, fence, cancellationToken);
-
-    Task IFencedStore.SaveFlowDetailAsync(FlowDetail flowDetail, Fence fence, CancellationToken cancellationToken) => SaveFlowDetailAsync(flowDetail, fence, cancellationToken);
-
-    Task IFencedStore.UpdateFlowStateAsync(FlowState state, Fence fence, CancellationToken cancellationToken) => UpdateFlowStateAsync(fence.FlowDetailId, state, fence, cancellationToken);
-
-    Task IFencedStore.SaveAtomDetailsAsync(IReadOnlyList<AtomDetail> atomDetails, Fence fence, CancellationToken cancellationToken) =>
-        SaveAtomDetailsAsync(fence.FlowDetailId, atomDetails, fence, cancellationToken);
-
-    Task<bool> IFencedStore.DeleteFlowDetailAsync(Fence fence, CancellationToken cancellationToken) => DeleteFlowDetailAsync(fence.FlowDetailId, fence, cancellationToken);
-
     private async Task<T> GatedWriteAsync<T>(Func<Task<T>> write, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();

@@ -2,6 +2,7 @@ using TaskFlow.Chaos.CrashResume;
 using TaskFlow.Conductors;
 using TaskFlow.Persistence;
 using TaskFlow.States;
+using TaskFlow.TestUtilities;
 
 namespace TaskFlow.Chaos.Jobboard;
 
@@ -12,7 +13,8 @@ namespace TaskFlow.Chaos.Jobboard;
 /// logged ("saved &lt;job&gt; &lt;task&gt; &lt;epoch&gt; &lt;time&gt;"), so the checker can tell a re-execution of a task whose
 /// success was already stored.
 /// </summary>
-internal sealed class JobboardPersistence(IFencedPersistenceBackend inner, bool unfenced, ISideEffects log, Func<Guid, long> jobOf) : IFencedPersistenceBackend
+internal sealed class JobboardPersistence(IFencedPersistenceBackend inner, bool unfenced, ISideEffects log, Func<Guid, long> jobOf)
+    : ForwardingPersistenceBackend(inner), IFencedPersistenceBackend
 {
     /// <summary>Logs "refused &lt;job&gt; &lt;write&gt; &lt;held epoch&gt; &lt;current epoch&gt; &lt;time&gt;" for every write the store refused.</summary>
     public static void LogRefusals(Conductor conductor, ISideEffects log) =>
@@ -25,43 +27,18 @@ internal sealed class JobboardPersistence(IFencedPersistenceBackend inner, bool 
         return new SaveLog(view, token.Epoch, jobOf(flowDetailId), log);
     }
 
-    public Task EnsureSchemaAsync(CancellationToken cancellationToken = default) => inner.EnsureSchemaAsync(cancellationToken);
-    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default) => inner.SaveLogBookAsync(logBook, cancellationToken);
-    public Task<LogBook?> GetLogBookAsync(Guid logBookId, CancellationToken cancellationToken = default) => inner.GetLogBookAsync(logBookId, cancellationToken);
-    public Task<IReadOnlyList<LogBook>> ListLogBooksAsync(CancellationToken cancellationToken = default) => inner.ListLogBooksAsync(cancellationToken);
-    public Task<bool> DeleteLogBookAsync(Guid logBookId, CancellationToken cancellationToken = default) => inner.DeleteLogBookAsync(logBookId, cancellationToken);
-    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default) => inner.SaveFlowDetailAsync(flowDetail, cancellationToken);
-    public Task<FlowDetail?> GetFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => inner.GetFlowDetailAsync(flowDetailId, cancellationToken);
-    public Task<IReadOnlyList<FlowDetail>> ListFlowDetailsAsync(Guid logBookId, CancellationToken cancellationToken = default) => inner.ListFlowDetailsAsync(logBookId, cancellationToken);
-    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => inner.DeleteFlowDetailAsync(flowDetailId, cancellationToken);
-    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default) => inner.UpdateFlowStateAsync(flowDetailId, state, cancellationToken);
-    public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default) =>
-        inner.SaveAtomDetailsAsync(flowDetailId, atomDetails, cancellationToken);
-    public Task ClearAllAsync(CancellationToken cancellationToken = default) => inner.ClearAllAsync(cancellationToken);
-    public ValueTask DisposeAsync() => inner.DisposeAsync();
+    /// <summary>The child owns the backend.</summary>
+    public override ValueTask DisposeAsync() => inner.DisposeAsync();
 
     /// <summary>One claim's view: forwards everything and logs the SUCCESS atoms of every atom save that returned.</summary>
-    private sealed class SaveLog(IPersistenceBackend view, long epoch, long job, ISideEffects log) : IPersistenceBackend
+    private sealed class SaveLog(IPersistenceBackend view, long epoch, long job, ISideEffects log) : ForwardingPersistenceBackend(view)
     {
-        public async Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default)
+        public override async Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default)
         {
-            await view.SaveAtomDetailsAsync(flowDetailId, atomDetails, cancellationToken);
+            await Inner.SaveAtomDetailsAsync(flowDetailId, atomDetails, cancellationToken);
             var now = System.Diagnostics.Stopwatch.GetTimestamp();
             foreach (var atom in atomDetails)
                 if (atom.State == AtomState.Success) log.Record($"saved {job} {atom.Name} {epoch} {now}");
         }
-
-        public Task EnsureSchemaAsync(CancellationToken cancellationToken = default) => view.EnsureSchemaAsync(cancellationToken);
-        public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default) => view.SaveLogBookAsync(logBook, cancellationToken);
-        public Task<LogBook?> GetLogBookAsync(Guid logBookId, CancellationToken cancellationToken = default) => view.GetLogBookAsync(logBookId, cancellationToken);
-        public Task<IReadOnlyList<LogBook>> ListLogBooksAsync(CancellationToken cancellationToken = default) => view.ListLogBooksAsync(cancellationToken);
-        public Task<bool> DeleteLogBookAsync(Guid logBookId, CancellationToken cancellationToken = default) => view.DeleteLogBookAsync(logBookId, cancellationToken);
-        public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default) => view.SaveFlowDetailAsync(flowDetail, cancellationToken);
-        public Task<FlowDetail?> GetFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => view.GetFlowDetailAsync(flowDetailId, cancellationToken);
-        public Task<IReadOnlyList<FlowDetail>> ListFlowDetailsAsync(Guid logBookId, CancellationToken cancellationToken = default) => view.ListFlowDetailsAsync(logBookId, cancellationToken);
-        public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => view.DeleteFlowDetailAsync(flowDetailId, cancellationToken);
-        public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default) => view.UpdateFlowStateAsync(flowDetailId, state, cancellationToken);
-        public Task ClearAllAsync(CancellationToken cancellationToken = default) => view.ClearAllAsync(cancellationToken);
-        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 }

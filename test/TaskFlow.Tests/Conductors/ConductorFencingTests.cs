@@ -145,21 +145,5 @@ public sealed class ConductorFencingTests : IAsyncDisposable
     }
 
     /// <summary>A user's backend that does not implement fencing (here: a wrapper that does not forward it).</summary>
-    private sealed class UnfencedBackend(IPersistenceBackend inner) : IPersistenceBackend
-    {
-        public Task EnsureSchemaAsync(CancellationToken cancellationToken = default) => inner.EnsureSchemaAsync(cancellationToken);
-        public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default) => inner.SaveLogBookAsync(logBook, cancellationToken);
-        public Task<LogBook?> GetLogBookAsync(Guid logBookId, CancellationToken cancellationToken = default) => inner.GetLogBookAsync(logBookId, cancellationToken);
-        public Task<IReadOnlyList<LogBook>> ListLogBooksAsync(CancellationToken cancellationToken = default) => inner.ListLogBooksAsync(cancellationToken);
-        public Task<bool> DeleteLogBookAsync(Guid logBookId, CancellationToken cancellationToken = default) => inner.DeleteLogBookAsync(logBookId, cancellationToken);
-        public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default) => inner.SaveFlowDetailAsync(flowDetail, cancellationToken);
-        public Task<FlowDetail?> GetFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => inner.GetFlowDetailAsync(flowDetailId, cancellationToken);
-        public Task<IReadOnlyList<FlowDetail>> ListFlowDetailsAsync(Guid logBookId, CancellationToken cancellationToken = default) => inner.ListFlowDetailsAsync(logBookId, cancellationToken);
-        public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => inner.DeleteFlowDetailAsync(flowDetailId, cancellationToken);
-        public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default) => inner.UpdateFlowStateAsync(flowDetailId, state, cancellationToken);
-        public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default) =>
-            inner.SaveAtomDetailsAsync(flowDetailId, atomDetails, cancellationToken);
-        public Task ClearAllAsync(CancellationToken cancellationToken = default) => inner.ClearAllAsync(cancellationToken);
-        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
-    }
+    private sealed class UnfencedBackend(IPersistenceBackend inner) : TaskFlow.TestUtilities.ForwardingPersistenceBackend(inner);
 }

@@ -14,26 +14,10 @@ namespace TaskFlow.Jobs.PostgreSql.Tests;
 /// TCP proxy that partitions them just as A sends a save; A's lease runs out, B claims the job, resumes it, finishes and
 /// consumes it; then the partition heals and A's buffered save reaches the server. The fence must refuse it.
 /// </summary>
-public sealed class PartitionedConductorTests : IAsyncLifetime
+public sealed partial class ConductorOnPostgreSqlTests
 {
-    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(45);
     private static readonly TimeSpan Lease = TimeSpan.FromSeconds(2);
-    private readonly string _schema = PostgresTestServer.NewSchemaName();
-    private readonly ConcurrentQueue<string> _executed = new();
-    private readonly List<IAsyncDisposable> _disposables = [];
-    private string? _connectionString;
-
-    public Task InitializeAsync()
-    {
-        _connectionString = PostgresTestServer.ConnectionString;
-        return Task.CompletedTask;
-    }
-
-    public async Task DisposeAsync()
-    {
-        for (var i = _disposables.Count - 1; i >= 0; i--) await _disposables[i].DisposeAsync();
-        if (_connectionString is not null) await PostgresTestServer.DropSchemaAsync(_connectionString, _schema);
-    }
+    private static readonly TimeSpan PartitionPatience = TimeSpan.FromSeconds(45);
 
     private T Keep<T>(T disposable) where T : IAsyncDisposable
     {
@@ -79,7 +63,7 @@ public sealed class PartitionedConductorTests : IAsyncLifetime
         var a = Host("host-a", proxy.Rewrite(_connectionString), () => proxy.ArmOnMarker("\"state\":\"RUNNING\""));
         var refused = new TaskCompletionSource<JobWriteRefused>(TaskCreationOptions.RunContinuationsAsynchronously);
         a.Conductor.Notifications.Subscribe<JobWriteRefused>(e => refused.TrySetResult(e));
-        await proxy.Partitioned.WaitAsync(Patience);
+        await proxy.Partitioned.WaitAsync(PartitionPatience);
         // A no longer reaches the server: it must not claim the job back once B gave up... B never gives up; stop A's loop.
         _ = a.Conductor.StopAsync();
 
@@ -87,7 +71,7 @@ public sealed class PartitionedConductorTests : IAsyncLifetime
         var b = Host("host-b", _connectionString, () => { });
         var consumed = new TaskCompletionSource<JobConsumed>(TaskCreationOptions.RunContinuationsAsynchronously);
         b.Conductor.Notifications.Subscribe<JobConsumed>(e => consumed.TrySetResult(e));
-        var done = await consumed.Task.WaitAsync(Patience);
+        var done = await consumed.Task.WaitAsync(PartitionPatience);
         await b.Conductor.StopAsync();
         await using var reader = new PostgreSqlPersistenceBackend(new PostgreSqlPersistenceOptions { ConnectionString = _connectionString, Schema = _schema });
         var finished = (await reader.GetFlowDetailAsync(done.Job.FlowDetailId))!;
@@ -96,9 +80,9 @@ public sealed class PartitionedConductorTests : IAsyncLifetime
 
         // The partition heals: A's save reaches the server now.
         proxy.Heal();
-        var refusal = await refused.Task.WaitAsync(Patience);
-        await a.Running.WaitAsync(Patience);
-        await b.Running.WaitAsync(Patience);
+        var refusal = await refused.Task.WaitAsync(PartitionPatience);
+        await a.Running.WaitAsync(PartitionPatience);
+        await b.Running.WaitAsync(PartitionPatience);
 
         Assert.Equal(("save atom details", 1L, 2L, "host-b"), (refusal.Write, refusal.HeldEpoch, refusal.CurrentEpoch!.Value, refusal.CurrentOwner!));
         var final = (await reader.GetFlowDetailAsync(done.Job.FlowDetailId))!;
