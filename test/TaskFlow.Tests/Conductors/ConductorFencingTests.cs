@@ -70,6 +70,9 @@ public sealed class ConductorFencingTests : IAsyncDisposable
         });
         var job = await _board.PostAsync(new JobPosting { Name = "pair", FlowFactory = "pair" });
         var conductor = NewConductor(flows);
+        // Stopped as soon as it is fenced out: on this board it still holds the claim, so the abandon succeeds, and it
+        // must not claim the job again (as a later epoch it would be the legitimate owner and write).
+        conductor.Notifications.Subscribe<JobWriteRefused>(e => { _ = conductor.StopAsync(); });
         var refused = Next<JobWriteRefused>(conductor);
         var abandoned = Next<JobAbandoned>(conductor);
         var running = conductor.RunAsync();
