@@ -296,7 +296,7 @@ public sealed class PostgreSqlJobBoard : IJobBoard
 
     private Job Hold(Job claimed, long sentAt)
     {
-        var claim = HeldClaim.Create(claimed.Owner!);
+        var claim = HeldClaim.Create(claimed.Owner!, claimed.ClaimCount);
         ExtendLocalLease(claim, sentAt);
         _heldClaims[claimed.Id] = claim;
         lock (_gate)
@@ -311,12 +311,16 @@ public sealed class PostgreSqlJobBoard : IJobBoard
     public CancellationToken GetClaimLostToken(Job job, string owner)
     {
         ArgumentNullException.ThrowIfNull(job);
-        return _heldClaims.TryGetValue(job.Id, out var claim) && claim.Owner == owner ? claim.Lost.Token : new CancellationToken(canceled: true);
+        var epoch = JobBoardArguments.ClaimEpoch(job, owner);
+        return _heldClaims.TryGetValue(job.Id, out var claim) && claim.Owner == owner && (epoch == 0 || claim.Epoch == epoch)
+            ? claim.Lost.Token
+            : new CancellationToken(canceled: true);
     }
 
-    private void Release(Guid jobId, string owner, bool lost)
+    // epoch 0: whichever claim of the owner this instance holds; otherwise only that claim (a later claim stays held).
+    private void Release(Guid jobId, string owner, int epoch, bool lost)
     {
-        if (!_heldClaims.TryGetValue(jobId, out var claim) || claim.Owner != owner ||
+        if (!_heldClaims.TryGetValue(jobId, out var claim) || claim.Owner != owner || (epoch != 0 && claim.Epoch != epoch) ||
             !_heldClaims.TryRemove(new KeyValuePair<Guid, HeldClaim>(jobId, claim))) return;
         claim.Deadline.Dispose(); // finished (or lost): the local lease timer has nothing left to say
         if (lost) claim.Lost.Cancel();
@@ -335,14 +339,14 @@ public sealed class PostgreSqlJobBoard : IJobBoard
         else claim.Lost.Cancel();
     }
 
-    private sealed record HeldClaim(string Owner, CancellationTokenSource Lost, Timer Deadline)
+    private sealed record HeldClaim(string Owner, int Epoch, CancellationTokenSource Lost, Timer Deadline)
     {
-        public static HeldClaim Create(string owner)
+        public static HeldClaim Create(string owner, int epoch)
         {
             var lost = new CancellationTokenSource();
             // A timer of its own, re-armed by every renewal: fires the lost token when the local lease runs out.
             var deadline = new Timer(static state => ((CancellationTokenSource)state!).Cancel(), lost, Timeout.Infinite, Timeout.Infinite);
-            return new HeldClaim(owner, lost, deadline);
+            return new HeldClaim(owner, epoch, lost, deadline);
         }
     }
 
@@ -366,13 +370,17 @@ public sealed class PostgreSqlJobBoard : IJobBoard
                         await using var cmd = Command(connection,
                             $"""
                             UPDATE {_q}.jobs AS j SET lease_expires_at = now() + @lease
-                            FROM unnest(@ids, @owners) AS c(id, owner)
-                            WHERE j.board = @board AND j.id = c.id AND j.owner = c.owner AND j.state = 'claimed' AND j.lease_expires_at > now()
+                            FROM unnest(@ids, @owners, @epochs) AS c(id, owner, epoch)
+                            WHERE j.board = @board AND j.id = c.id AND j.owner = c.owner AND j.claim_count = c.epoch
+                              AND j.state = 'claimed' AND j.lease_expires_at > now()
                             RETURNING j.id
                             """);
                         cmd.Parameters.AddWithValue("lease", _options.LeaseDuration);
                         cmd.Parameters.AddWithValue("ids", held.Select(h => h.Key).ToArray());
                         cmd.Parameters.AddWithValue("owners", held.Select(h => h.Value.Owner).ToArray());
+                        // A claim is renewed only as the very claim it was: the same owner name claiming the job again
+                        // elsewhere (a restarted process) is a newer epoch this heartbeat must not keep alive.
+                        cmd.Parameters.AddWithValue("epochs", held.Select(h => h.Value.Epoch).ToArray());
                         var ids = new HashSet<Guid>();
                         await using var reader = await cmd.ExecuteReaderAsync(token).ConfigureAwait(false);
                         while (await reader.ReadAsync(token).ConfigureAwait(false)) ids.Add(reader.GetGuid(0));
@@ -413,8 +421,10 @@ public sealed class PostgreSqlJobBoard : IJobBoard
     {
         ArgumentNullException.ThrowIfNull(job);
         JobBoardArguments.ValidateOwner(owner);
+        var epoch = JobBoardArguments.ClaimEpoch(job, owner);
         var changed = await RunAsync($"{operation} a job", async connection =>
         {
+            // The claim's epoch in the same statement: a snapshot of an earlier claim cannot finish a later one.
             await using var cmd = Command(connection,
                 $"""
                 UPDATE {_q}.jobs SET state = @state,
@@ -422,29 +432,33 @@ public sealed class PostgreSqlJobBoard : IJobBoard
                     lease_expires_at = NULL,
                     finished_at = CASE WHEN @state = 'unclaimed' THEN NULL ELSE clock_timestamp() END
                 WHERE board = @board AND id = @id AND state = 'claimed' AND owner = @owner AND lease_expires_at > now()
+                  AND (@epoch = 0 OR claim_count = @epoch)
                 """);
             cmd.Parameters.AddWithValue("state", StateText(newState));
             cmd.Parameters.AddWithValue("id", job.Id);
             cmd.Parameters.AddWithValue("owner", owner);
+            cmd.Parameters.AddWithValue("epoch", epoch);
             return await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
         }, cancellationToken).ConfigureAwait(false);
         if (changed)
         {
-            Release(job.Id, owner, lost: false);
+            Release(job.Id, owner, epoch, lost: false);
             return;
         }
 
-        var (state, holder) = await RunAsync("read a job", async connection =>
+        var (state, holder, count) = await RunAsync("read a job", async connection =>
         {
-            await using var cmd = Command(connection, $"SELECT state, owner, lease_expires_at <= now() FROM {_q}.jobs WHERE board = @board AND id = @id");
+            await using var cmd = Command(connection, $"SELECT state, owner, lease_expires_at <= now(), claim_count FROM {_q}.jobs WHERE board = @board AND id = @id");
             cmd.Parameters.AddWithValue("id", job.Id);
             await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return ((JobState?)null, (string?)null);
+            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return ((JobState?)null, (string?)null, 0);
             var stored = ParseState(reader.GetString(0));
             var expired = !reader.IsDBNull(2) && reader.GetBoolean(2);
-            return (stored == JobState.Claimed && expired ? JobState.Unclaimed : stored, reader.IsDBNull(1) ? null : reader.GetString(1));
+            return (stored == JobState.Claimed && expired ? JobState.Unclaimed : stored, reader.IsDBNull(1) ? null : reader.GetString(1), reader.GetInt32(3));
         }, cancellationToken).ConfigureAwait(false);
-        Release(job.Id, owner, lost: state != JobState.Claimed || holder != owner);
+        Release(job.Id, owner, epoch, lost: state != JobState.Claimed || holder != owner || (epoch != 0 && count != epoch));
+        if (state is not null && epoch != 0 && count != epoch)
+            throw JobBoardArguments.Superseded(_display, job, operation, owner, epoch, count, state == JobState.Claimed ? holder : null);
         throw JobBoardArguments.NotOwned(_display, job, operation, owner, state, holder);
     }
 

@@ -9,17 +9,19 @@ namespace TaskFlow.Persistence.PostgreSql;
 /// A persistence backend on PostgreSQL, for flows that run on many hosts. Tables in their own schema, documents in
 /// <c>jsonb</c> columns, one transaction per save with the atoms of a batch sent as one <see cref="NpgsqlBatch"/>;
 /// saves to one flow detail take its row lock, so concurrent batches from several hosts serialize instead of
-/// deadlocking. Schema creation and upgrades take an advisory lock, so hosts may start together.
+/// deadlocking. Schema creation and upgrades take an advisory lock, so hosts may start together. Fenced writes
+/// (<see cref="TakeOwnershipAsync"/>) check the flow detail's owner row, with a shared lock, in the same statement or
+/// transaction as the write.
 /// </summary>
 /// <remarks>
 /// jsonb normalizes JSON: object keys come back reordered and duplicate keys collapse, and the text <c>\u0000</c>
 /// cannot be stored (such a save is refused with <see cref="ArgumentException"/>). Values compare equal under
 /// <see cref="System.Text.Json.JsonElement.DeepEquals"/>.
 /// </remarks>
-public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
+public sealed class PostgreSqlPersistenceBackend : IFencedPersistenceBackend
 {
-    /// <summary>The schema version this code writes and the newest it reads.</summary>
-    public const int SchemaVersion = 1;
+    /// <summary>The schema version this code writes and the newest it reads (2: the <c>flow_owners</c> table).</summary>
+    public const int SchemaVersion = 2;
 
     private readonly Store _store;
 
@@ -77,6 +79,10 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
     /// <inheritdoc />
     public Task ClearAllAsync(CancellationToken cancellationToken = default) => _store.ClearAllAsync(cancellationToken);
 
+    /// <inheritdoc />
+    public Task<IPersistenceBackend> TakeOwnershipAsync(Guid flowDetailId, FencingToken token, CancellationToken cancellationToken = default) =>
+        OwnedPersistence.TakeAsync(this, _store, flowDetailId, token, cancellationToken);
+
     /// <summary>Closes the connection pool.</summary>
     public async ValueTask DisposeAsync() => await _store.DisposeAsync().ConfigureAwait(false);
 
@@ -92,6 +98,26 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
     {
         if (!Mentions(connectionString, "MaxAutoPrepare")) target.MaxAutoPrepare = 32;
         if (!Mentions(connectionString, "AutoPrepareMinUsages")) target.AutoPrepareMinUsages = 2;
+    }
+
+    /// <summary>
+    /// How long the server lets one of our sessions sit idle inside a transaction before it ends the session. Our
+    /// transactions send their statements back to back, so a gap this long means the client stopped (a partition, a
+    /// pause) while holding row locks — among them the owner row a new owner's take-over waits for. The server then
+    /// rolls the transaction back and releases them; the stale client's next statement fails.
+    /// </summary>
+    internal static readonly TimeSpan IdleInTransactionTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Sets <c>idle_in_transaction_session_timeout</c> for our sessions (<see cref="IdleInTransactionTimeout"/>) unless
+    /// the connection string's <c>Options</c> set it already.
+    /// </summary>
+    internal static void ApplySessionDefaults(NpgsqlConnectionStringBuilder target)
+    {
+        var options = target.Options ?? "";
+        if (options.Contains("idle_in_transaction_session_timeout", StringComparison.OrdinalIgnoreCase)) return;
+        var setting = $"-c idle_in_transaction_session_timeout={(long)IdleInTransactionTimeout.TotalMilliseconds}";
+        target.Options = options.Length == 0 ? setting : $"{options} {setting}";
     }
 
     /// <summary>
@@ -144,6 +170,14 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
                 PRIMARY KEY (flow_detail_id, id),
                 UNIQUE (flow_detail_id, name));
             """,
+            // Version 2: the owner of each flow detail, for fenced writes. No foreign key: the owner is stored before
+            // the flow detail is created.
+            $"""
+            CREATE TABLE {_q}.flow_owners (
+                flow_detail_id uuid NOT NULL PRIMARY KEY,
+                owner text NOT NULL,
+                owner_epoch bigint NOT NULL CHECK (owner_epoch >= 1));
+            """,
         ];
 
         public Store(PostgreSqlPersistenceOptions options)
@@ -169,6 +203,7 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
             _storeName = $"PostgreSQL schema '{Schema}' in database '{builder.Database}' on {builder.Host}:{builder.Port}";
             var dataSource = new NpgsqlDataSourceBuilder(options.ConnectionString);
             ApplyAutoPrepareDefaults(dataSource.ConnectionStringBuilder, options.ConnectionString);
+            ApplySessionDefaults(dataSource.ConnectionStringBuilder);
             _dataSource = dataSource.Build();
         }
 
@@ -294,14 +329,18 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
         /// <summary>The most atoms one statement of <see cref="SaveKnownAtomsInOneRoundTripAsync"/> updates.</summary>
         internal const int AtomsPerStatement = 8;
 
-        // The statement for a chunk of 1..AtomsPerStatement atoms, made on first use.
+        // The statement for a chunk of 1..AtomsPerStatement atoms, made on first use; unfenced, then fenced.
         private readonly string?[] _saveKnownSql = new string?[AtomsPerStatement + 1];
+        private readonly string?[] _saveKnownFencedSql = new string?[AtomsPerStatement + 1];
 
         /// <summary>
         /// One round trip and one implicit transaction. Each chunk of up to <see cref="AtomsPerStatement"/> atoms is one
         /// statement: it locks the flow row, updates each atom where the stored flow, id, name and kind all equal the
         /// batch's, then stamps the flow row — setting <c>updated_at</c> to NULL, which its NOT NULL constraint refuses,
         /// unless every atom of the chunk was updated. The refusal undoes the whole batch, so the save is all or nothing.
+        /// A fenced save first reads the owner row with <c>FOR SHARE</c> (a newer owner's raise waits for this statement
+        /// to commit) and locks the flow row only when the owner is the writer's; otherwise nothing matches and nothing is
+        /// written.
         /// </summary>
         /// <remarks>
         /// One UPDATE per atom, each on a full unique key, so every plan is an index lookup of one row whatever the
@@ -312,7 +351,7 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
         /// <c>EXPLAIN ANALYZE</c>, against 0.13 ms for this form). Texts are fixed per chunk size, so Npgsql prepares each
         /// once per connection.
         /// </remarks>
-        protected override async Task<KnownAtomsSave> SaveKnownAtomsInOneRoundTripAsync(DbConnection connection, Guid flowId, IReadOnlyList<EncodedAtom> atoms, CancellationToken ct)
+        protected override async Task<KnownAtomsSave> SaveKnownAtomsInOneRoundTripAsync(DbConnection connection, Guid flowId, IReadOnlyList<EncodedAtom> atoms, Fence? fence, CancellationToken ct)
         {
             var npgsql = (NpgsqlConnection)connection;
             var now = ModelValues.NormalizeTimestamp(Time.GetUtcNow());
@@ -321,8 +360,8 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
             {
                 if (chunks == 1)
                 {
-                    await using var save = new NpgsqlCommand(SaveKnownSql(atoms.Count), npgsql);
-                    Bind(save.Parameters, flowId, now, atoms, 0, atoms.Count);
+                    await using var save = new NpgsqlCommand(SaveKnownSql(atoms.Count, fence is not null), npgsql);
+                    Bind(save.Parameters, flowId, now, atoms, 0, atoms.Count, fence);
                     // A missing flow has no atoms either: nothing changed.
                     return await save.ExecuteNonQueryAsync(ct).ConfigureAwait(false) == 0 ? KnownAtomsSave.FlowMissing : KnownAtomsSave.Saved;
                 }
@@ -330,8 +369,8 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
                 for (int start = 0; start < atoms.Count; start += AtomsPerStatement)
                 {
                     int count = Math.Min(AtomsPerStatement, atoms.Count - start);
-                    var command = new NpgsqlBatchCommand(SaveKnownSql(count));
-                    Bind(command.Parameters, flowId, now, atoms, start, count);
+                    var command = new NpgsqlBatchCommand(SaveKnownSql(count, fence is not null));
+                    Bind(command.Parameters, flowId, now, atoms, start, count, fence);
                     batch.BatchCommands.Add(command);
                 }
                 return await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false) == 0 ? KnownAtomsSave.FlowMissing : KnownAtomsSave.Saved;
@@ -342,12 +381,16 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
             }
         }
 
-        private string SaveKnownSql(int count)
+        private string SaveKnownSql(int count, bool fenced)
         {
-            if (_saveKnownSql[count] is { } cached) return cached;
+            var cache = fenced ? _saveKnownFencedSql : _saveKnownSql;
+            if (cache[count] is { } cached) return cached;
             // The flow row is locked first (each atom update reads the locked id), as the checked path does: saves of one
             // flow from several hosts wait for each other there instead of deadlocking on each other's atom rows.
-            var sql = new System.Text.StringBuilder($"WITH f AS (SELECT id FROM {_q}.flow_details WHERE id = @f FOR UPDATE)");
+            var sql = new System.Text.StringBuilder(fenced
+                ? $"WITH o AS (SELECT flow_detail_id FROM {_q}.flow_owners WHERE flow_detail_id = @f AND owner = @owner AND owner_epoch = @epoch FOR SHARE), " +
+                  $"f AS (SELECT id FROM {_q}.flow_details WHERE id = (SELECT flow_detail_id FROM o) FOR UPDATE)"
+                : $"WITH f AS (SELECT id FROM {_q}.flow_details WHERE id = @f FOR UPDATE)");
             for (int i = 0; i < count; i++)
             {
                 sql.Append($", u{i} AS (UPDATE {_q}.atom_details SET state = @s{i}, data = CAST(@d{i} AS jsonb) ")
@@ -355,14 +398,20 @@ public sealed class PostgreSqlPersistenceBackend : IPersistenceBackend
             }
             sql.Append($" UPDATE {_q}.flow_details SET updated_at = CASE WHEN ");
             for (int i = 0; i < count; i++) sql.Append(i > 0 ? " + " : "").Append($"(SELECT count(*) FROM u{i})");
-            sql.Append($" = {count} THEN @now END WHERE id = @f");
-            return _saveKnownSql[count] = sql.ToString();
+            // Fenced and not the owner: no flow row matches, so nothing is written and the save reports FlowMissing.
+            sql.Append($" = {count} THEN @now END WHERE id = {(fenced ? "(SELECT id FROM f)" : "@f")}");
+            return cache[count] = sql.ToString();
         }
 
-        private static void Bind(NpgsqlParameterCollection parameters, Guid flowId, DateTimeOffset now, IReadOnlyList<EncodedAtom> atoms, int start, int count)
+        private static void Bind(NpgsqlParameterCollection parameters, Guid flowId, DateTimeOffset now, IReadOnlyList<EncodedAtom> atoms, int start, int count, Fence? fence)
         {
             parameters.Add(new NpgsqlParameter<Guid>("f", flowId));
             parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
+            if (fence is not null)
+            {
+                parameters.Add(new NpgsqlParameter<string>("owner", fence.Token.Owner));
+                parameters.Add(new NpgsqlParameter<long>("epoch", fence.Token.Epoch));
+            }
             for (int i = 0; i < count; i++)
             {
                 var a = atoms[start + i];

@@ -9,12 +9,14 @@ namespace TaskFlow.Persistence.Sqlite;
 /// A persistence backend on a SQLite database file: the embedded default. WAL journal, foreign keys with cascading
 /// deletes, one transaction per save (a flow detail with its atoms, or a batch of atoms), JSON documents in TEXT
 /// columns, a <c>schema_version</c> table. Safe for many threads and several processes on one host (writers take
-/// SQLite's write lock in turn, waiting up to <see cref="SqlitePersistenceOptions.BusyTimeout"/>).
+/// SQLite's write lock in turn, waiting up to <see cref="SqlitePersistenceOptions.BusyTimeout"/>). Fenced writes
+/// (<see cref="TakeOwnershipAsync"/>) check the flow detail's owner row inside the write's transaction, which holds
+/// the database's write lock.
 /// </summary>
-public sealed class SqlitePersistenceBackend : IPersistenceBackend
+public sealed class SqlitePersistenceBackend : IFencedPersistenceBackend
 {
-    /// <summary>The schema version this code writes and the newest it reads.</summary>
-    public const int SchemaVersion = 1;
+    /// <summary>The schema version this code writes and the newest it reads (2: the <c>flow_owners</c> table).</summary>
+    public const int SchemaVersion = 2;
 
     private readonly Store _store;
 
@@ -72,6 +74,10 @@ public sealed class SqlitePersistenceBackend : IPersistenceBackend
     /// <inheritdoc />
     public Task ClearAllAsync(CancellationToken cancellationToken = default) => _store.ClearAllAsync(cancellationToken);
 
+    /// <inheritdoc />
+    public Task<IPersistenceBackend> TakeOwnershipAsync(Guid flowDetailId, FencingToken token, CancellationToken cancellationToken = default) =>
+        OwnedPersistence.TakeAsync(this, _store, flowDetailId, token, cancellationToken);
+
     /// <summary>Closes the connections to the database file.</summary>
     public ValueTask DisposeAsync()
     {
@@ -110,6 +116,14 @@ public sealed class SqlitePersistenceBackend : IPersistenceBackend
                 data TEXT NOT NULL,
                 PRIMARY KEY (flow_detail_id, id),
                 UNIQUE (flow_detail_id, name));
+            """,
+            // Version 2: the owner of each flow detail, for fenced writes. No foreign key: the owner is stored before
+            // the flow detail is created.
+            """
+            CREATE TABLE flow_owners (
+                flow_detail_id TEXT NOT NULL PRIMARY KEY,
+                owner TEXT NOT NULL,
+                owner_epoch INTEGER NOT NULL CHECK (owner_epoch >= 1));
             """,
         ];
 

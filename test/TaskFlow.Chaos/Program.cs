@@ -22,8 +22,8 @@ static async Task<int> Dispatch(string[] args) => args[0] switch
     "crash-resume" => await CrashResumeChaos.RunAsync(args[1..]),
     CrashResumeChaos.ChildCommand => await CrashResumeChaos.RunChildAsync(args[1..]),
     "jobboard" => await JobboardChaos.RunAsync(args[1..]),
-    JobboardChaos.ConductorCommand => await JobboardChaos.RunConductorAsync(args[1..]),
-    "jobboard-bench" => await JobboardChaos.RunBenchAsync(args[1..]),
+    JobboardConductor.Command => await JobboardConductor.RunAsync(args[1..]),
+    "jobboard-bench" => await JobboardBench.RunBenchAsync(args[1..]),
     "load" => await LoadChaos.RunAsync(args[1..]),
     "bad-input" => await BadInputChaos.RunAsync(args[1..]),
     "faults" => await FaultsChaos.RunAsync(args[1..]),
@@ -43,10 +43,13 @@ static int Usage(int code = 2)
               Runs persisted flows in child processes, SIGKILLs them at random points, resumes them in new
               children, and checks nothing finished was re-run and the end state equals an uninterrupted run.
               PostgreSQL is read from TASKFLOW_POSTGRES (scripts/services.sh start postgres).
-          jobboard --conductors C --jobs J --kill-every K [--seed S] [--lease-ms L] [--max-jobs M]
+          jobboard --conductors C --jobs J --kill-every K [--partition-every P] [--self-test true] [--seed S] [--lease-ms L] [--max-jobs M]
               Posts J jobs on a PostgreSQL job board, runs C conductor processes, SIGKILLs a random one every K
-              completed jobs (starting a replacement), and checks every job completed once with each task run once
-              (again only if a kill caught it RUNNING).
+              completed jobs (starting a replacement) and, with --partition-every, cuts one off from the database in
+              the middle of a save every P completed jobs (a TCP proxy holds its traffic back until others consumed
+              its jobs). Checks every job completed once with exactly the expected saved run, every task executed at
+              most once per claim epoch and never by two epochs at once. --self-test true runs the same against
+              conductors that write around the fence, and succeeds only if that run fails.
           jobboard-bench [--conductors 1,2,4] [--jobs N] [--steps S] [--max-jobs M]
               Jobs per second for each number of conductors on one PostgreSQL.
           load --backend memory|sqlite|postgres [--flows N] [--parallel P] [--durability fsync|wal] [--soak-seconds S]

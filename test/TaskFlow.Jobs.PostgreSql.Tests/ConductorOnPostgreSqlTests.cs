@@ -10,7 +10,7 @@ using TaskFlow.TestUtilities;
 namespace TaskFlow.Jobs.PostgreSql.Tests;
 
 /// <summary>Conductors on the PostgreSQL board: what happens when a claim's lease is lost.</summary>
-public sealed class ConductorOnPostgreSqlTests : IAsyncLifetime
+public sealed partial class ConductorOnPostgreSqlTests : IAsyncLifetime
 {
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
     private readonly string _schema = PostgresTestServer.NewSchemaName();

@@ -25,8 +25,52 @@ public sealed class PostgreSqlPersistenceBackendTests : DurablePersistenceBacken
     protected override Task WriteSchemaVersionAsync(int version) =>
         PostgresTestServer.ExecuteAsync(_connectionString!, $"UPDATE \"{_schema}\".schema_version SET version = @v", ("v", version));
 
+    // Version 2 only added flow_owners: without it, and marked 1, the schema is exactly what version 1 created.
+    protected override async Task DowngradeToSchemaVersion1Async()
+    {
+        await PostgresTestServer.ExecuteAsync(_connectionString!, $"DROP TABLE \"{_schema}\".flow_owners");
+        await WriteSchemaVersionAsync(1);
+    }
+
     protected override Task DestroyStoreAsync() =>
         _connectionString is null ? Task.CompletedTask : PostgresTestServer.DropSchemaAsync(_connectionString, _schema);
+
+    // A stale owner's save that has read the owner row but not committed yet, when the next owner takes over: the take-over
+    // must wait for it (the owner row is read FOR SHARE), or the save would commit after the new owner read the flow detail.
+    // The flow row is held by another transaction so the save stops right there, deterministically.
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public Task StaleSaveInFlight_WhenTheNextOwnerTakesOver_LandsBeforeItsReadOrNotAtAll(bool checkedTransaction) => RunAsync(async backend =>
+    {
+        var x = TaskDetail.Create("x");
+        var (stale, flow, _) = await OwnedFlowAsync(backend, new FencingToken("old", 1), x);
+        await using var blocker = new Npgsql.NpgsqlConnection(_connectionString);
+        await blocker.OpenAsync();
+        var hold = await blocker.BeginTransactionAsync();
+        await using (var lockRow = new Npgsql.NpgsqlCommand($"SELECT 1 FROM \"{_schema}\".flow_details WHERE id = @f FOR UPDATE", blocker, hold))
+        {
+            lockRow.Parameters.AddWithValue("f", flow.Id);
+            await lockRow.ExecuteNonQueryAsync();
+        }
+
+        // The one-statement save of known atoms, or a save that is a transaction of several statements.
+        var done = x.WithSuccess(Json("\"stale\""));
+        var save = Task.Run(() => checkedTransaction ? stale.SaveFlowDetailAsync(flow with { Atoms = [done] }) : stale.SaveAtomDetailsAsync(flow.Id, [done]));
+        await Task.Delay(300);
+        var takeOver = Task.Run(async () =>
+        {
+            await Fenced(backend).TakeOwnershipAsync(flow.Id, new FencingToken("new", 2));
+            return (await backend.GetFlowDetailAsync(flow.Id))!;
+        });
+        await Task.Delay(300);
+        await hold.CommitAsync();
+        var seen = await takeOver.WaitAsync(TimeSpan.FromSeconds(30));
+        try { await save.WaitAsync(TimeSpan.FromSeconds(30)); }
+        catch (StaleOwnerException) { }
+
+        AssertSameFlow(seen, await backend.GetFlowDetailAsync(flow.Id));
+    });
 
     [Fact]
     public Task SaveAtomDetailsAsync_StringWithNul_IsRejectedAndNothingIsSaved() => RunAsync(async backend =>
@@ -55,6 +99,17 @@ public sealed class PostgreSqlPersistenceBackendTests : DurablePersistenceBacken
         PostgreSqlPersistenceBackend.ApplyAutoPrepareDefaults(builder, connectionString);
         Assert.Equal(maxAutoPrepare, builder.MaxAutoPrepare);
         Assert.Equal(minUsages, builder.AutoPrepareMinUsages);
+    }
+
+    [Theory]
+    [InlineData("Host=h", "-c idle_in_transaction_session_timeout=10000")]
+    [InlineData("Host=h;Options=-c search_path=x", "-c search_path=x -c idle_in_transaction_session_timeout=10000")]
+    [InlineData("Host=h;Options=-c idle_in_transaction_session_timeout=0", "-c idle_in_transaction_session_timeout=0")]
+    public void IdleInTransactionTimeout_IsSetUnlessTheConnectionStringSetsIt(string connectionString, string options)
+    {
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+        PostgreSqlPersistenceBackend.ApplySessionDefaults(builder);
+        Assert.Equal(options, builder.Options);
     }
 
     /// <summary>A backend on this test's schema whose connections carry an application name of their own, to find them on the server.</summary>

@@ -26,6 +26,20 @@ public sealed class SqlitePersistenceBackendTests : DurablePersistenceBackendCon
     protected override Task WriteSchemaVersionAsync(int version) =>
         ExecuteRawAsync("UPDATE schema_version SET version = $v", ("$v", version));
 
+    // Version 2 only added flow_owners: without it, and marked 1, the database is exactly what version 1 created.
+    protected override async Task DowngradeToSchemaVersion1Async()
+    {
+        SqliteConnection.ClearAllPools();
+        await using (var connection = new SqliteConnection($"Data Source={DbPath};Pooling=False"))
+        {
+            await connection.OpenAsync();
+            await using var cmd = connection.CreateCommand();
+            cmd.CommandText = "DROP TABLE flow_owners";
+            await cmd.ExecuteNonQueryAsync();
+        }
+        await WriteSchemaVersionAsync(1);
+    }
+
     protected override Task DestroyStoreAsync()
     {
         SqliteConnection.ClearAllPools();
@@ -108,7 +122,7 @@ public sealed class SqlitePersistenceBackendTests : DurablePersistenceBackendCon
         cmd.CommandText = "PRAGMA journal_mode";
         Assert.Equal("wal", (string?)await cmd.ExecuteScalarAsync());
         cmd.CommandText = "SELECT version FROM schema_version";
-        Assert.Equal(1L, (long?)await cmd.ExecuteScalarAsync());
+        Assert.Equal((long)SqlitePersistenceBackend.SchemaVersion, (long?)await cmd.ExecuteScalarAsync());
         cmd.CommandText = "SELECT count(*) FROM atom_details";
         Assert.Equal(2L, (long?)await cmd.ExecuteScalarAsync());
     }

@@ -6,7 +6,7 @@ using static TaskFlow.TestUtilities.PersistenceSamples;
 namespace TaskFlow.TestUtilities;
 
 /// <summary>The contract of backends whose data outlives the backend instance: reopening and schema versions.</summary>
-public abstract class DurablePersistenceBackendContract : PersistenceBackendContract
+public abstract partial class DurablePersistenceBackendContract : PersistenceBackendContract
 {
     /// <summary>The schema version the backend writes.</summary>
     protected abstract int SupportedSchemaVersion { get; }

@@ -9,7 +9,7 @@ namespace TaskFlow.TestUtilities;
 /// The behaviour every <see cref="IJobBoard"/> must have (TaskFlow's jobboard contract), written once. A derived class in
 /// each board's test project supplies a fresh, empty board per test (xunit makes one instance per test).
 /// </summary>
-public abstract class JobBoardContract : IAsyncLifetime
+public abstract partial class JobBoardContract : IAsyncLifetime
 {
     private readonly List<IJobBoard> _others = [];
 

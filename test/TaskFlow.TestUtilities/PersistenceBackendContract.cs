@@ -10,7 +10,7 @@ namespace TaskFlow.TestUtilities;
 /// The behaviour every <see cref="IPersistenceBackend"/> must have, written once. A derived class in each backend's
 /// test project supplies a fresh, empty store per test (xunit makes one instance per test).
 /// </summary>
-public abstract class PersistenceBackendContract : IAsyncLifetime
+public abstract partial class PersistenceBackendContract : IAsyncLifetime
 {
     protected ManualClock Clock { get; } = new();
 

@@ -5,16 +5,22 @@ using TaskFlow.States;
 namespace TaskFlow.Conductors;
 
 /// <summary>
-/// The persistence a conductor gives the engine of one job: every write first checks that the conductor still holds
-/// the job's claim, so an engine whose claim was lost (its lease ran out, someone else may be resuming the run) stops
-/// writing to the flow detail the new owner is using. Reads pass through.
+/// The persistence a conductor gives the engine of one job: the backend's view for the claim's fencing token
+/// (<see cref="IFencedPersistenceBackend.TakeOwnershipAsync"/>), whose every write the store refuses, in the same
+/// transaction, once a newer claim took the flow detail over. On top of that, once this process knows its claim is
+/// lost (the claim-lost token fired) it stops writing at once, without asking the store. Reads pass through.
 /// </summary>
 /// <remarks>
-/// The check is made by this process just before the write, and boards fire the claim-lost token before the lease can
-/// have run out on the server; a write already in flight when the token fires is the one that can still land.
+/// The first refused write is kept in <see cref="Refusal"/> and fires <paramref name="refused"/>, which the conductor
+/// links into the run's token: a refused write stops the whole run, not only the save that was refused.
 /// </remarks>
-internal sealed class ClaimFencedPersistence(IPersistenceBackend inner, Job job, CancellationToken claimLost) : IPersistenceBackend
+internal sealed class ClaimFencedPersistence(IPersistenceBackend owned, Job job, CancellationToken claimLost, CancellationTokenSource refused) : IPersistenceBackend
 {
+    private StaleOwnerException? _refusal;
+
+    /// <summary>The first write the store refused because a newer claim owns the flow detail; null while none was.</summary>
+    public StaleOwnerException? Refusal => Volatile.Read(ref _refusal);
+
     private void ThrowIfClaimLost()
     {
         if (claimLost.IsCancellationRequested)
@@ -22,60 +28,68 @@ internal sealed class ClaimFencedPersistence(IPersistenceBackend inner, Job job,
                 $"{job}: the claim on the job was lost (its lease ran out), so this run no longer saves to flow detail {job.FlowDetailId}; whoever claims the job next resumes it.");
     }
 
-    public Task EnsureSchemaAsync(CancellationToken cancellationToken = default) => inner.EnsureSchemaAsync(cancellationToken);
-
-    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default)
+    private async Task<T> FencedAsync<T>(Func<Task<T>> write)
     {
         ThrowIfClaimLost();
-        return inner.SaveLogBookAsync(logBook, cancellationToken);
+        try
+        {
+            return await write().ConfigureAwait(false);
+        }
+        catch (StaleOwnerException ex)
+        {
+            if (Interlocked.CompareExchange(ref _refusal, ex, null) is null)
+            {
+                try
+                {
+                    refused.Cancel();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The dispatch already ended.
+                }
+            }
+            throw;
+        }
     }
 
-    public Task<LogBook?> GetLogBookAsync(Guid logBookId, CancellationToken cancellationToken = default) => inner.GetLogBookAsync(logBookId, cancellationToken);
-
-    public Task<IReadOnlyList<LogBook>> ListLogBooksAsync(CancellationToken cancellationToken = default) => inner.ListLogBooksAsync(cancellationToken);
-
-    public Task<bool> DeleteLogBookAsync(Guid logBookId, CancellationToken cancellationToken = default)
+    private Task FencedAsync(Func<Task> write) => FencedAsync(async () =>
     {
-        ThrowIfClaimLost();
-        return inner.DeleteLogBookAsync(logBookId, cancellationToken);
-    }
+        await write().ConfigureAwait(false);
+        return true;
+    });
 
-    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default)
-    {
-        ThrowIfClaimLost();
-        return inner.SaveFlowDetailAsync(flowDetail, cancellationToken);
-    }
+    public Task EnsureSchemaAsync(CancellationToken cancellationToken = default) => owned.EnsureSchemaAsync(cancellationToken);
 
-    public Task<FlowDetail?> GetFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => inner.GetFlowDetailAsync(flowDetailId, cancellationToken);
+    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default) =>
+        FencedAsync(() => owned.SaveLogBookAsync(logBook, cancellationToken));
 
-    public Task<IReadOnlyList<FlowDetail>> ListFlowDetailsAsync(Guid logBookId, CancellationToken cancellationToken = default) => inner.ListFlowDetailsAsync(logBookId, cancellationToken);
+    public Task<LogBook?> GetLogBookAsync(Guid logBookId, CancellationToken cancellationToken = default) => owned.GetLogBookAsync(logBookId, cancellationToken);
 
-    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default)
-    {
-        ThrowIfClaimLost();
-        return inner.DeleteFlowDetailAsync(flowDetailId, cancellationToken);
-    }
+    public Task<IReadOnlyList<LogBook>> ListLogBooksAsync(CancellationToken cancellationToken = default) => owned.ListLogBooksAsync(cancellationToken);
 
-    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default)
-    {
-        ThrowIfClaimLost();
-        return inner.UpdateFlowStateAsync(flowDetailId, state, cancellationToken);
-    }
+    public Task<bool> DeleteLogBookAsync(Guid logBookId, CancellationToken cancellationToken = default) =>
+        FencedAsync(() => owned.DeleteLogBookAsync(logBookId, cancellationToken));
 
-    public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default)
-    {
-        ThrowIfClaimLost();
-        return inner.SaveAtomDetailsAsync(flowDetailId, atomDetails, cancellationToken);
-    }
+    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default) =>
+        FencedAsync(() => owned.SaveFlowDetailAsync(flowDetail, cancellationToken));
 
-    public Task ClearAllAsync(CancellationToken cancellationToken = default)
-    {
-        ThrowIfClaimLost();
-        return inner.ClearAllAsync(cancellationToken);
-    }
+    public Task<FlowDetail?> GetFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => owned.GetFlowDetailAsync(flowDetailId, cancellationToken);
+
+    public Task<IReadOnlyList<FlowDetail>> ListFlowDetailsAsync(Guid logBookId, CancellationToken cancellationToken = default) => owned.ListFlowDetailsAsync(logBookId, cancellationToken);
+
+    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) =>
+        FencedAsync(() => owned.DeleteFlowDetailAsync(flowDetailId, cancellationToken));
+
+    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default) =>
+        FencedAsync(() => owned.UpdateFlowStateAsync(flowDetailId, state, cancellationToken));
+
+    public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default) =>
+        FencedAsync(() => owned.SaveAtomDetailsAsync(flowDetailId, atomDetails, cancellationToken));
+
+    public Task ClearAllAsync(CancellationToken cancellationToken = default) => FencedAsync(() => owned.ClearAllAsync(cancellationToken));
 
     // The conductor owns the real backend; the engine never disposes its persistence anyway.
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 
-    public override string ToString() => $"{inner} (fenced by the claim on {job})";
+    public override string ToString() => $"{owned} (fenced by the claim on {job})";
 }

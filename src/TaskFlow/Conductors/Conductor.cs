@@ -19,8 +19,12 @@ namespace TaskFlow.Conductors;
 /// not be built or validated (unknown factory, invalid flow, a flow that no longer matches its saved run, missing
 /// inputs) → trash; persistence or board trouble → abandon (someone retries);
 /// stopping → the engine is suspended (running tasks finish, nothing new starts) and the job abandoned; losing the
-/// claim (its lease ran out, see <see cref="IJobBoard.GetClaimLostToken"/>) → the engine is suspended the same way. Each outcome is
-/// published on <see cref="Notifications"/>.</para>
+/// claim (its lease ran out, see <see cref="IJobBoard.GetClaimLostToken"/>) → the engine is suspended the same way; a
+/// write the store refused because a newer claim owns the run → the run is cancelled and the job abandoned
+/// (<see cref="JobWriteRefused"/>). Each outcome is published on <see cref="Notifications"/>.</para>
+/// <para>Fencing: before reading a job's saved run the conductor takes ownership of its flow detail with the claim's
+/// epoch (<see cref="Job.ClaimCount"/>, see <see cref="IFencedPersistenceBackend.TakeOwnershipAsync"/>), and the engine
+/// saves through the returned backend, so the store refuses every write of a claim that a later claim replaced.</para>
 /// </remarks>
 public sealed class Conductor : IAsyncDisposable
 {
@@ -28,7 +32,7 @@ public sealed class Conductor : IAsyncDisposable
 
     private readonly IJobBoard _board;
     private readonly IFlowFactoryRegistry _flows;
-    private readonly IPersistenceBackend _persistence;
+    private readonly IFencedPersistenceBackend _persistence;
     private readonly ConductorOptions _options;
     private readonly CancellationTokenSource _stopping = new();
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -38,8 +42,12 @@ public sealed class Conductor : IAsyncDisposable
     /// <summary>Creates a conductor; call <see cref="RunAsync"/> to start it.</summary>
     /// <param name="board">Where jobs are claimed.</param>
     /// <param name="flows">Builds each job's flow from its factory name.</param>
-    /// <param name="persistence">Where runs are saved, so a reclaimed job resumes. Not disposed by the conductor.</param>
+    /// <param name="persistence">
+    /// Where runs are saved, so a reclaimed job resumes. Not disposed by the conductor. It must fence the writes of
+    /// replaced owners (<see cref="IFencedPersistenceBackend"/>, which every TaskFlow backend is).
+    /// </param>
     /// <param name="options">Name, concurrency, failure handling, engine kind.</param>
+    /// <exception cref="ArgumentException"><paramref name="persistence"/> is not an <see cref="IFencedPersistenceBackend"/>.</exception>
     public Conductor(IJobBoard board, IFlowFactoryRegistry flows, IPersistenceBackend persistence, ConductorOptions options)
     {
         ArgumentNullException.ThrowIfNull(board);
@@ -49,7 +57,13 @@ public sealed class Conductor : IAsyncDisposable
         options.Validate();
         _board = board;
         _flows = flows;
-        _persistence = persistence;
+        // Without a fence, a conductor whose claim was lost could overwrite the run its successor finished (a save in
+        // flight when the lease ran out lands later): refuse to run rather than weaken the guarantee silently.
+        _persistence = persistence as IFencedPersistenceBackend ?? throw new ArgumentException(
+            $"Conductor '{options.Name}' cannot run on {persistence.GetType().Name}: conductors need a persistence backend that fences the writes " +
+            $"of an owner whose claim was replaced ({nameof(IFencedPersistenceBackend)}). Use one of TaskFlow's backends, implement " +
+            $"{nameof(IFencedPersistenceBackend)}.{nameof(IFencedPersistenceBackend.TakeOwnershipAsync)}, or let a wrapper forward it to the backend it wraps.",
+            nameof(persistence));
         _options = options;
     }
 
@@ -61,7 +75,7 @@ public sealed class Conductor : IAsyncDisposable
 
     /// <summary>
     /// Where <see cref="JobClaimed"/>, <see cref="JobConsumed"/>, <see cref="JobAbandoned"/>, <see cref="JobTrashed"/>,
-    /// <see cref="JobOperationFailed"/> and <see cref="BoardUnavailable"/> are published.
+    /// <see cref="JobOperationFailed"/>, <see cref="JobWriteRefused"/> and <see cref="BoardUnavailable"/> are published.
     /// </summary>
     public NotificationHub Notifications { get; } = new();
 
@@ -170,11 +184,23 @@ public sealed class Conductor : IAsyncDisposable
         // Losing the claim (a lease that ran out) suspends the run like a stop does, and stops its writes to the flow
         // detail: someone else may own the job now.
         var claimLost = _board.GetClaimLostToken(job, Name);
-        var persistence = new ClaimFencedPersistence(_persistence, job, claimLost);
+        if (job.ClaimCount < 1)
+        {
+            await FinishAsync(job, JobState.Unclaimed, "the board gave the claim no epoch",
+                new InvalidOperationException($"{job}: board '{_board.Name}' returned the claim with ClaimCount {job.ClaimCount}; conductors fence their writes with the claim count, which must be 1 or more.")).ConfigureAwait(false);
+            return;
+        }
+        // Fired by the first write the store refuses (a newer claim owns the run): it stops the whole run.
+        using var refused = new CancellationTokenSource();
+        ClaimFencedPersistence? persistence = null;
         FlowEngine engine;
         try
         {
-            var stored = await _persistence.GetFlowDetailAsync(job.FlowDetailId, token).ConfigureAwait(false);
+            // Ownership first, then the read: whatever an earlier owner still writes after this is refused, and what it
+            // wrote before is what we read.
+            var owned = await _persistence.TakeOwnershipAsync(job.FlowDetailId, new FencingToken(Name, job.ClaimCount), token).ConfigureAwait(false);
+            persistence = new ClaimFencedPersistence(owned, job, claimLost, refused);
+            var stored = await persistence.GetFlowDetailAsync(job.FlowDetailId, token).ConfigureAwait(false);
             var flow = _flows.Create(job.FlowFactory, FactoryArgumentsOf(job));
             var engineOptions = new EngineOptions
             {
@@ -208,6 +234,11 @@ public sealed class Conductor : IAsyncDisposable
             await engine.PrepareAsync(token).ConfigureAwait(false);
             engine.Validate();
         }
+        catch (Exception ex) when (RefusalOf(ex, persistence) is { } stale)
+        {
+            await StopRefusedAsync(job, stale).ConfigureAwait(false);
+            return;
+        }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
             await FinishAsync(job, JobState.Unclaimed, "the conductor is stopping", null).ConfigureAwait(false);
@@ -226,10 +257,15 @@ public sealed class Conductor : IAsyncDisposable
             return;
         }
 
-        using var runToken = CancellationTokenSource.CreateLinkedTokenSource(token, claimLost);
+        using var runToken = CancellationTokenSource.CreateLinkedTokenSource(token, claimLost, refused.Token);
         try
         {
             await engine.RunAsync(runToken.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (RefusalOf(ex, persistence) is { } stale)
+        {
+            await StopRefusedAsync(job, stale).ConfigureAwait(false);
+            return;
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
@@ -254,7 +290,25 @@ public sealed class Conductor : IAsyncDisposable
             await OnFlowFailedAsync(job, ex).ConfigureAwait(false);
             return;
         }
+        if (persistence.Refusal is { } late)
+        {
+            await StopRefusedAsync(job, late).ConfigureAwait(false);
+            return;
+        }
         await FinishAsync(job, JobState.Complete, null, null).ConfigureAwait(false);
+    }
+
+    /// <summary>The store's refusal behind <paramref name="failure"/> (itself, or the first the job's persistence saw, however the engine wrapped it).</summary>
+    private static StaleOwnerException? RefusalOf(Exception failure, ClaimFencedPersistence? persistence) =>
+        failure as StaleOwnerException ?? persistence?.Refusal;
+
+    /// <summary>A newer claim owns the run: say so, and hand the job back (the board refuses when the claim is gone, which is fine).</summary>
+    private Task StopRefusedAsync(Job job, StaleOwnerException refusal)
+    {
+        Notifications.Publish(new JobWriteRefused(Name, job, refusal));
+        return FinishAsync(job, JobState.Unclaimed,
+            $"the store refused '{refusal.Operation}' at epoch {refusal.Token.Epoch}: {(refusal.Current is { } current ? $"{current} owns the run now" : "no owner is stored any more")}",
+            refusal);
     }
 
     private Task OnFlowFailedAsync(Job job, Exception failure) => _options.OnFlowFailure switch

@@ -41,3 +41,27 @@ public readonly record struct JobOperationFailed(string Conductor, Job Job, stri
 /// <param name="Failure">The board's exception.</param>
 /// <param name="RetryIn">How long the conductor waits before trying again.</param>
 public readonly record struct BoardUnavailable(string Conductor, Exception Failure, TimeSpan RetryIn);
+
+/// <summary>
+/// The store refused a write a conductor made for a job, because a newer claim of the job owns its flow detail now
+/// (the conductor's claim was lost, typically to an expired lease during a stall or a partition, and someone else
+/// resumed the run). The conductor stops the job: its engine run is cancelled and it tries to abandon the job (which the
+/// board refuses when the claim is gone, reported by <see cref="JobOperationFailed"/>).
+/// </summary>
+/// <param name="Conductor">The conductor's name.</param>
+/// <param name="Job">The job as this conductor claimed it.</param>
+/// <param name="Refusal">The store's refusal: which write, the token the conductor held, the current owner.</param>
+public readonly record struct JobWriteRefused(string Conductor, Job Job, Persistence.StaleOwnerException Refusal)
+{
+    /// <summary>The write that was refused, e.g. "save atom details" or "take ownership".</summary>
+    public string Write => Refusal.Operation;
+
+    /// <summary>The epoch (claim count) of the conductor's claim.</summary>
+    public long HeldEpoch => Refusal.Token.Epoch;
+
+    /// <summary>The epoch of the flow detail's current owner; null when none is stored (the flow detail was deleted).</summary>
+    public long? CurrentEpoch => Refusal.Current?.Epoch;
+
+    /// <summary>The name of the flow detail's current owner; null when none is stored.</summary>
+    public string? CurrentOwner => Refusal.Current?.Owner;
+}

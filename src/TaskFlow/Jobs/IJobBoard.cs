@@ -11,6 +11,12 @@ namespace TaskFlow.Jobs;
 /// owners at once. Only the current owner may <see cref="ConsumeAsync"/>, <see cref="AbandonAsync"/> or
 /// <see cref="TrashAsync"/>; another owner gets <see cref="JobFailureException"/>, and a job that is not claimed (or
 /// does not exist) gives <see cref="NotFoundException"/>.</para>
+/// <para>Every claim is numbered: the claimed job's <see cref="Job.ClaimCount"/> is the claim's epoch. A snapshot that
+/// shows the claim (<see cref="Job.State"/> <see cref="JobState.Claimed"/> by the same owner, as the claim methods
+/// return it) names that claim, and consume, abandon and trash with it succeed only while that very claim is current,
+/// checked in the same statement as the change: a later claim of the job, even by the same owner name, refuses them
+/// with <see cref="JobFailureException"/>. A snapshot that shows no claim (as posted, or read while unclaimed) is
+/// checked by owner name only.</para>
 /// <para>Boards shared by several processes give claims a lease that the board renews while its process lives;
 /// when the process dies the lease runs out and the job is claimable again (its old owner's consume or abandon then
 /// fails with <see cref="JobFailureException"/>). Owners are plain names: give each process its own.</para>
@@ -100,6 +106,22 @@ public static class JobBoardArguments
         if (timeout < TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
             throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "A wait timeout must be zero or more, or Timeout.InfiniteTimeSpan.");
     }
+
+    /// <summary>
+    /// The claim epoch <paramref name="job"/> names for <paramref name="owner"/>: its <see cref="Job.ClaimCount"/> when the
+    /// snapshot shows the job claimed by that owner, 0 (check the owner only) otherwise. Boards refuse an owner-only
+    /// operation whose epoch is not 0 and not the job's current claim count.
+    /// </summary>
+    public static int ClaimEpoch(Job job, string owner)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        return job.State == JobState.Claimed && job.Owner == owner ? job.ClaimCount : 0;
+    }
+
+    /// <summary>The exception for an owner-only operation by <paramref name="owner"/> with a claim (epoch <paramref name="heldEpoch"/>) that a later claim replaced.</summary>
+    public static JobFailureException Superseded(string boardName, Job job, string operation, string owner, int heldEpoch, int currentEpoch, string? holder) =>
+        new($"Job '{job.Name}' ({job.Id}) on board '{boardName}': the claim of '{owner}' at epoch {heldEpoch} was lost and the job was claimed again " +
+            $"(epoch {currentEpoch}{(holder is null ? "" : $", by '{holder}'")}); it cannot {operation} the job with the old claim.");
 
     /// <summary>The exception for an owner-only operation on a job in the wrong state or held by someone else.</summary>
     public static Exception NotOwned(string boardName, Job job, string operation, string owner, JobState? state, string? holder) => state switch

@@ -5,7 +5,8 @@ namespace TaskFlow.Jobs;
 /// <summary>
 /// A job board in this process's memory: for tests and for a single process that wants conductor semantics without a
 /// server. Thread-safe. Claims have no lease: they last until consumed, abandoned or trashed, since an owner cannot
-/// die without the board dying with it.
+/// die without the board dying with it. Claim epochs are checked as on every board: consume, abandon and trash with a
+/// snapshot of an earlier claim are refused once the job was claimed again.
 /// </summary>
 public sealed class InMemoryJobBoard : IJobBoard
 {
@@ -132,8 +133,10 @@ public sealed class InMemoryJobBoard : IJobBoard
     public CancellationToken GetClaimLostToken(Job job, string owner)
     {
         ArgumentNullException.ThrowIfNull(job);
+        var epoch = JobBoardArguments.ClaimEpoch(job, owner);
         lock (_gate)
             return _jobs.TryGetValue(job.Id, out var entry) && entry.Job.State == JobState.Claimed && entry.Job.Owner == owner
+                   && (epoch == 0 || entry.Job.ClaimCount == epoch)
                 ? CancellationToken.None
                 : new CancellationToken(canceled: true);
     }
@@ -177,11 +180,14 @@ public sealed class InMemoryJobBoard : IJobBoard
     {
         ArgumentNullException.ThrowIfNull(job);
         JobBoardArguments.ValidateOwner(owner);
+        var epoch = JobBoardArguments.ClaimEpoch(job, owner);
         lock (_gate)
         {
             ThrowIfDisposed();
             if (!_jobs.TryGetValue(job.Id, out var entry))
                 throw JobBoardArguments.NotOwned(Name, job, operation, owner, null, null);
+            if (epoch != 0 && entry.Job.ClaimCount != epoch)
+                throw JobBoardArguments.Superseded(Name, job, operation, owner, epoch, entry.Job.ClaimCount, entry.Job.State == JobState.Claimed ? entry.Job.Owner : null);
             if (entry.Job.State != JobState.Claimed || entry.Job.Owner != owner)
                 throw JobBoardArguments.NotOwned(Name, job, operation, owner, entry.Job.State, entry.Job.State == JobState.Claimed ? entry.Job.Owner : null);
             entry.Job = entry.Job with { State = newState, Owner = newState == JobState.Unclaimed ? null : owner };

@@ -10,16 +10,19 @@ namespace TaskFlow.Persistence;
 /// <summary>
 /// A persistence backend that keeps JSON files in a directory (TaskFlow's <c>dir</c> backend): easy to inspect, no
 /// server, fine for one host and modest flow sizes. Layout: <c>schema.json</c>, <c>logbooks/{id}.json</c>,
-/// <c>flows/{logbook id}/{flow detail id}.json</c> (a flow detail with its atoms). Every file is replaced atomically
+/// <c>flows/{logbook id}/{flow detail id}.json</c> (a flow detail with its atoms), <c>owners/{flow detail id}.json</c>
+/// (the owner of a flow detail taken with <see cref="TakeOwnershipAsync"/>: <c>{"owner":…,"epoch":…}</c>, since schema
+/// version 2). Every file is replaced atomically
 /// (write a temporary file, fsync it, rename it over the old one, fsync the directory), so a crash leaves either
 /// the old or the new file, never a half-written one. Writers serialize on an exclusive lock file
 /// (<c>.lock</c>), which also covers other processes and other instances on the same directory.
 /// </summary>
-/// <remarks>Each atom save rewrites its flow detail's file, so the cost of a save grows with the flow's size.</remarks>
-public sealed class DirectoryPersistenceBackend : IPersistenceBackend
+/// <remarks>Each atom save rewrites its flow detail's file, so the cost of a save grows with the flow's size. Fenced
+/// writes check the owner's file under the same lock as the write. Version 1 stores (no owners) are upgraded in place.</remarks>
+public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFencedStore
 {
-    /// <summary>The schema version this code writes and the newest it reads.</summary>
-    public const int SchemaVersion = 1;
+    /// <summary>The schema version this code writes and the newest it reads (2: flow detail owners).</summary>
+    public const int SchemaVersion = 2;
 
     private const string TempSuffix = ".tmp";
     private const string TrashPrefix = ".deleting-";
@@ -27,6 +30,7 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
     private readonly string _root;
     private readonly string _logBooksDir;
     private readonly string _flowsDir;
+    private readonly string _ownersDir;
     private readonly string _schemaPath;
     private readonly string _lockPath;
     private readonly int _maxBytes;
@@ -54,6 +58,7 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
         _root = System.IO.Path.GetFullPath(options.Path);
         _logBooksDir = System.IO.Path.Combine(_root, "logbooks");
         _flowsDir = System.IO.Path.Combine(_root, "flows");
+        _ownersDir = System.IO.Path.Combine(_root, "owners");
         _schemaPath = System.IO.Path.Combine(_root, "schema.json");
         _lockPath = System.IO.Path.Combine(_root, ".lock");
         _maxBytes = options.MaxDocumentBytes;
@@ -80,9 +85,10 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
                 throw BackendSupport.SchemaTooNew($"directory store '{_root}'", version, SchemaVersion);
             Directory.CreateDirectory(_logBooksDir);
             Directory.CreateDirectory(_flowsDir);
+            Directory.CreateDirectory(_ownersDir);
             if (version < SchemaVersion)
             {
-                // Version 0 is an empty or new directory; there is nothing to migrate yet.
+                // Version 0 is an empty or new directory; version 1 had no owners directory, which is all version 2 adds.
                 var marker = Encoding.UTF8.GetBytes($"{{\"version\":{SchemaVersion.ToString(CultureInfo.InvariantCulture)}}}");
                 await WriteAtomicAsync(_schemaPath, marker, cancellationToken).ConfigureAwait(false);
             }
@@ -119,11 +125,14 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
     }
 
     /// <inheritdoc />
-    public async Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default)
+    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default) => Writes.SaveLogBookAsync(logBook, null, cancellationToken);
+
+    async Task IFencedStore.SaveLogBookAsync(LogBook logBook, Fence? fence, CancellationToken cancellationToken)
     {
         var data = BackendSupport.EncodeLogBook(logBook, _maxBytes);
         await WithWriteLockAsync(async () =>
         {
+            await CheckFenceAsync(fence, OwnedPersistence.SaveLogBook, cancellationToken).ConfigureAwait(false);
             await WriteAtomicAsync(LogBookPath(logBook.Id), data, cancellationToken).ConfigureAwait(false);
             return true;
         }, cancellationToken).ConfigureAwait(false);
@@ -167,19 +176,26 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
                 File.Delete(bookPath);
                 DirectorySync.Flush(_logBooksDir);
             }
-            if (trash is not null) Directory.Delete(trash, recursive: true);
+            if (trash is not null)
+            {
+                foreach (var (flowId, _) in GuidFiles(trash)) TryDelete(OwnerPath(flowId));
+                Directory.Delete(trash, recursive: true);
+            }
             foreach (var entry in _flowLogBooks.Where(e => e.Value == logBookId).ToList())
                 _flowLogBooks.TryRemove(entry.Key, out _);
             return Task.FromResult(existed);
         }, cancellationToken);
 
     /// <inheritdoc />
-    public async Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default)
+    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default) => Writes.SaveFlowDetailAsync(flowDetail, null, cancellationToken);
+
+    async Task IFencedStore.SaveFlowDetailAsync(FlowDetail flowDetail, Fence? fence, CancellationToken cancellationToken)
     {
         BackendSupport.EncodeFlowHeaderMetadata(flowDetail, _maxBytes);
         var batch = BackendSupport.EncodeAtoms(flowDetail.Id, flowDetail.Atoms, _maxBytes);
         await WithWriteLockAsync(async () =>
         {
+            await CheckFenceAsync(fence, OwnedPersistence.SaveFlowDetail, cancellationToken).ConfigureAwait(false);
             if (!File.Exists(LogBookPath(flowDetail.LogBookId)))
                 throw BackendSupport.LogBookNotFound(flowDetail.LogBookId, $"saving flow detail '{flowDetail.Name}' ({flowDetail.Id}) in it");
             var located = LocateFlow(flowDetail.Id);
@@ -225,22 +241,29 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
     }
 
     /// <inheritdoc />
-    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) =>
-        WithWriteLockAsync(() =>
+    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => Writes.DeleteFlowDetailAsync(flowDetailId, null, cancellationToken);
+
+    Task<bool> IFencedStore.DeleteFlowDetailAsync(Guid flowDetailId, Fence? fence, CancellationToken cancellationToken) =>
+        WithWriteLockAsync(async () =>
         {
-            if (LocateFlow(flowDetailId) is not { } located) return Task.FromResult(false);
+            await CheckFenceAsync(fence, OwnedPersistence.DeleteFlowDetail, cancellationToken).ConfigureAwait(false);
+            TryDelete(OwnerPath(flowDetailId));
+            if (LocateFlow(flowDetailId) is not { } located) return false;
             File.Delete(located.Path);
             DirectorySync.Flush(System.IO.Path.GetDirectoryName(located.Path)!);
             _flowLogBooks.TryRemove(flowDetailId, out _);
-            return Task.FromResult(true);
+            return true;
         }, cancellationToken);
 
     /// <inheritdoc />
-    public async Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default)
+    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default) => Writes.UpdateFlowStateAsync(flowDetailId, state, null, cancellationToken);
+
+    async Task IFencedStore.UpdateFlowStateAsync(Guid flowDetailId, FlowState state, Fence? fence, CancellationToken cancellationToken)
     {
         BackendSupport.ValidateState(state);
         await WithWriteLockAsync(async () =>
         {
+            await CheckFenceAsync(fence, OwnedPersistence.UpdateFlowState, cancellationToken).ConfigureAwait(false);
             var stored = await ReadLocatedFlowAsync(flowDetailId, cancellationToken).ConfigureAwait(false);
             await WriteFlowAsync(stored with { State = state, UpdatedAt = _timeProvider.GetUtcNow() }, cancellationToken).ConfigureAwait(false);
             return true;
@@ -248,11 +271,15 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
     }
 
     /// <inheritdoc />
-    public async Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default)
+    public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default) =>
+        Writes.SaveAtomDetailsAsync(flowDetailId, atomDetails, null, cancellationToken);
+
+    async Task IFencedStore.SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, Fence? fence, CancellationToken cancellationToken)
     {
         var batch = BackendSupport.EncodeAtoms(flowDetailId, atomDetails, _maxBytes);
         await WithWriteLockAsync(async () =>
         {
+            await CheckFenceAsync(fence, OwnedPersistence.SaveAtomDetails, cancellationToken).ConfigureAwait(false);
             var stored = await ReadLocatedFlowAsync(flowDetailId, cancellationToken).ConfigureAwait(false);
             var merged = stored with { Atoms = Merge(stored, batch, atomDetails), UpdatedAt = _timeProvider.GetUtcNow() };
             await WriteFlowAsync(merged, cancellationToken).ConfigureAwait(false);
@@ -266,6 +293,8 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
         {
             foreach (var (_, path) in GuidFiles(_logBooksDir))
                 File.Delete(path);
+            foreach (var (_, path) in GuidFiles(_ownersDir))
+                File.Delete(path);
             foreach (var dir in Directory.EnumerateDirectories(_flowsDir))
             {
                 var trash = System.IO.Path.Combine(_flowsDir, $"{TrashPrefix}{Guid.NewGuid():N}");
@@ -274,9 +303,40 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
             }
             DirectorySync.Flush(_logBooksDir);
             DirectorySync.Flush(_flowsDir);
+            DirectorySync.Flush(_ownersDir);
             _flowLogBooks.Clear();
             return Task.FromResult(true);
         }, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<IPersistenceBackend> TakeOwnershipAsync(Guid flowDetailId, FencingToken token, CancellationToken cancellationToken = default) =>
+        OwnedPersistence.TakeAsync(this, this, flowDetailId, token, cancellationToken);
+
+    Task IFencedStore.TakeOwnershipAsync(Guid flowDetailId, FencingToken token, CancellationToken cancellationToken) =>
+        WithWriteLockAsync(async () =>
+        {
+            var stored = await ReadOwnerAsync(flowDetailId, cancellationToken).ConfigureAwait(false);
+            if (stored is not null && stored.Epoch >= token.Epoch)
+                throw new StaleOwnerException(flowDetailId, OwnedPersistence.TakeOwnership, token, stored);
+            await WriteAtomicAsync(OwnerPath(flowDetailId), OwnerCodec.Encode(token), cancellationToken).ConfigureAwait(false);
+            return true;
+        }, cancellationToken);
+
+    /// <summary>Every write, with or without a fence.</summary>
+    private IFencedStore Writes => this;
+
+    /// <summary>Refuses a fenced write whose owner is no longer the stored one (the write lock is held).</summary>
+    private async Task CheckFenceAsync(Fence? fence, string operation, CancellationToken cancellationToken)
+    {
+        if (fence is null) return;
+        fence.Check(operation, await ReadOwnerAsync(fence.FlowDetailId, cancellationToken).ConfigureAwait(false));
+    }
+
+    private async Task<FencingToken?> ReadOwnerAsync(Guid flowDetailId, CancellationToken cancellationToken)
+    {
+        var path = OwnerPath(flowDetailId);
+        return await ReadFileAsync(path, cancellationToken).ConfigureAwait(false) is { } bytes ? OwnerCodec.Decode(bytes, $"file '{path}'") : null;
+    }
 
     /// <inheritdoc />
     public ValueTask DisposeAsync()
@@ -293,6 +353,8 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
     private string LogBookPath(Guid id) => System.IO.Path.Combine(_logBooksDir, ModelCodec.FormatId(id) + ".json");
 
     private string FlowsDirOf(Guid logBookId) => System.IO.Path.Combine(_flowsDir, ModelCodec.FormatId(logBookId));
+
+    private string OwnerPath(Guid flowId) => System.IO.Path.Combine(_ownersDir, ModelCodec.FormatId(flowId) + ".json");
 
     private string FlowPath(Guid logBookId, Guid flowId) => System.IO.Path.Combine(FlowsDirOf(logBookId), ModelCodec.FormatId(flowId) + ".json");
 

@@ -6,14 +6,17 @@ namespace TaskFlow.Persistence;
 /// A persistence backend that keeps everything in this process (TaskFlow's <c>memory</c> backend): for tests, and
 /// for runs that need resumption within one process only. It stores serialized copies, so it applies exactly the
 /// validation and JSON contract of the durable backends and callers can never alter what is stored.
-/// Thread-safe. The data is lost when the instance is dropped.
+/// Thread-safe. The data is lost when the instance is dropped. Fenced writes (<see cref="IFencedPersistenceBackend"/>)
+/// check the owner under the same lock as the write.
 /// </summary>
-public sealed class InMemoryPersistenceBackend : IPersistenceBackend
+public sealed class InMemoryPersistenceBackend : IFencedPersistenceBackend, IFencedStore
 {
     private readonly Lock _gate = new();
     private readonly TimeProvider _timeProvider;
     private readonly Dictionary<Guid, byte[]> _logBooks = [];
     private readonly Dictionary<Guid, StoredFlow> _flows = [];
+    // The owner of each flow detail that was ever taken (kept before the flow detail exists, deleted with it).
+    private readonly Dictionary<Guid, FencingToken> _owners = [];
     private bool _disposed;
 
     /// <summary>Creates an empty backend.</summary>
@@ -34,13 +37,16 @@ public sealed class InMemoryPersistenceBackend : IPersistenceBackend
     }
 
     /// <inheritdoc />
-    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default)
+    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken = default) => Writes.SaveLogBookAsync(logBook, null, cancellationToken);
+
+    Task IFencedStore.SaveLogBookAsync(LogBook logBook, Fence? fence, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var data = BackendSupport.EncodeLogBook(logBook, MaxBytes);
         lock (_gate)
         {
             ThrowIfDisposed();
+            CheckLocked(fence, OwnedPersistence.SaveLogBook);
             _logBooks[logBook.Id] = data;
         }
         return Task.CompletedTask;
@@ -83,13 +89,18 @@ public sealed class InMemoryPersistenceBackend : IPersistenceBackend
             ThrowIfDisposed();
             if (!_logBooks.Remove(logBookId)) return Task.FromResult(false);
             foreach (var flowId in _flows.Where(f => f.Value.LogBookId == logBookId).Select(f => f.Key).ToList())
+            {
                 _flows.Remove(flowId);
+                _owners.Remove(flowId);
+            }
             return Task.FromResult(true);
         }
     }
 
     /// <inheritdoc />
-    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default)
+    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken = default) => Writes.SaveFlowDetailAsync(flowDetail, null, cancellationToken);
+
+    Task IFencedStore.SaveFlowDetailAsync(FlowDetail flowDetail, Fence? fence, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         BackendSupport.EncodeFlowHeaderMetadata(flowDetail, MaxBytes);
@@ -98,6 +109,7 @@ public sealed class InMemoryPersistenceBackend : IPersistenceBackend
         lock (_gate)
         {
             ThrowIfDisposed();
+            CheckLocked(fence, OwnedPersistence.SaveFlowDetail);
             if (!_logBooks.ContainsKey(flowDetail.LogBookId))
                 throw BackendSupport.LogBookNotFound(flowDetail.LogBookId, $"saving flow detail '{flowDetail.Name}' ({flowDetail.Id}) in it");
             if (_flows.TryGetValue(flowDetail.Id, out var stored))
@@ -148,24 +160,31 @@ public sealed class InMemoryPersistenceBackend : IPersistenceBackend
     }
 
     /// <inheritdoc />
-    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default)
+    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken = default) => Writes.DeleteFlowDetailAsync(flowDetailId, null, cancellationToken);
+
+    Task<bool> IFencedStore.DeleteFlowDetailAsync(Guid flowDetailId, Fence? fence, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         lock (_gate)
         {
             ThrowIfDisposed();
+            CheckLocked(fence, OwnedPersistence.DeleteFlowDetail);
+            _owners.Remove(flowDetailId);
             return Task.FromResult(_flows.Remove(flowDetailId));
         }
     }
 
     /// <inheritdoc />
-    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default)
+    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken = default) => Writes.UpdateFlowStateAsync(flowDetailId, state, null, cancellationToken);
+
+    Task IFencedStore.UpdateFlowStateAsync(Guid flowDetailId, FlowState state, Fence? fence, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         BackendSupport.ValidateState(state);
         lock (_gate)
         {
             ThrowIfDisposed();
+            CheckLocked(fence, OwnedPersistence.UpdateFlowState);
             if (!_flows.TryGetValue(flowDetailId, out var flow)) throw BackendSupport.FlowNotFound(flowDetailId);
             flow.Header = flow.Header with { State = state, UpdatedAt = _timeProvider.GetUtcNow() };
         }
@@ -173,13 +192,17 @@ public sealed class InMemoryPersistenceBackend : IPersistenceBackend
     }
 
     /// <inheritdoc />
-    public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default)
+    public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken = default) =>
+        Writes.SaveAtomDetailsAsync(flowDetailId, atomDetails, null, cancellationToken);
+
+    Task IFencedStore.SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, Fence? fence, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var atoms = BackendSupport.EncodeAtoms(flowDetailId, atomDetails, MaxBytes);
         lock (_gate)
         {
             ThrowIfDisposed();
+            CheckLocked(fence, OwnedPersistence.SaveAtomDetails);
             if (!_flows.TryGetValue(flowDetailId, out var flow)) throw BackendSupport.FlowNotFound(flowDetailId);
             flow.CheckAndApply(atoms);
             flow.Header = flow.Header with { UpdatedAt = _timeProvider.GetUtcNow() };
@@ -196,8 +219,35 @@ public sealed class InMemoryPersistenceBackend : IPersistenceBackend
             ThrowIfDisposed();
             _logBooks.Clear();
             _flows.Clear();
+            _owners.Clear();
         }
         return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public Task<IPersistenceBackend> TakeOwnershipAsync(Guid flowDetailId, FencingToken token, CancellationToken cancellationToken = default) =>
+        OwnedPersistence.TakeAsync(this, this, flowDetailId, token, cancellationToken);
+
+    Task IFencedStore.TakeOwnershipAsync(Guid flowDetailId, FencingToken token, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            ThrowIfDisposed();
+            if (_owners.TryGetValue(flowDetailId, out var stored) && stored.Epoch >= token.Epoch)
+                throw new StaleOwnerException(flowDetailId, OwnedPersistence.TakeOwnership, token, stored);
+            _owners[flowDetailId] = token;
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Every write, with or without a fence.</summary>
+    private IFencedStore Writes => this;
+
+    /// <summary>Refuses a fenced write whose owner is no longer the stored one (the lock is held).</summary>
+    private void CheckLocked(Fence? fence, string operation)
+    {
+        if (fence is not null) fence.Check(operation, _owners.GetValueOrDefault(fence.FlowDetailId));
     }
 
     /// <summary>Drops the stored data; the instance cannot be used afterwards.</summary>
@@ -208,6 +258,7 @@ public sealed class InMemoryPersistenceBackend : IPersistenceBackend
             _disposed = true;
             _logBooks.Clear();
             _flows.Clear();
+            _owners.Clear();
         }
         return ValueTask.CompletedTask;
     }

@@ -11,9 +11,13 @@ namespace TaskFlow.Persistence;
 /// (connections, transactions, id/timestamp/JSON columns, row locks) and the schema migrations. Tables:
 /// <c>logbooks</c>, <c>flow_details</c> (FK, ON DELETE CASCADE), <c>atom_details</c> (primary key
 /// (flow_detail_id, id), unique (flow_detail_id, name), <c>seq</c> for first-save order, the atom as a JSON document
-/// in <c>data</c>), and <c>schema_version</c>.
+/// in <c>data</c>), <c>flow_owners</c> (since version 2: the owner and owner epoch of each flow detail taken with
+/// <see cref="IFencedPersistenceBackend.TakeOwnershipAsync"/>; no foreign key, since an owner is stored before its flow
+/// detail is created) and <c>schema_version</c>. A fenced write reads the owner row with a shared row lock as the first
+/// statement of its transaction, so a newer owner's raise waits for it to commit, and it refuses the write when the row
+/// is not the writer's.
 /// </summary>
-internal abstract class SqlStore : IDisposable
+internal abstract class SqlStore : IDisposable, IFencedStore
 {
     private const int HeaderQueryChunk = 400;
 
@@ -84,10 +88,12 @@ internal abstract class SqlStore : IDisposable
 
     // ------------------------------------------------------------------ logbooks
 
-    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken)
+    public Task SaveLogBookAsync(LogBook logBook, CancellationToken cancellationToken) => SaveLogBookAsync(logBook, null, cancellationToken);
+
+    public Task SaveLogBookAsync(LogBook logBook, Fence? fence, CancellationToken cancellationToken)
     {
         var meta = Encoding.UTF8.GetString(BackendSupport.EncodeLogBookMetadata(logBook, MaxBytes));
-        return WriteAsync($"save {ModelCodec.Subject(logBook)}", async (s, tx) =>
+        return WriteAsync($"save {ModelCodec.Subject(logBook)}", fence, OwnedPersistence.SaveLogBook, async (s, tx) =>
         {
             await using var cmd = Command(s.Connection, tx,
                 $"INSERT INTO {Table("logbooks")} (id, name, created_at, updated_at, meta) VALUES (@id, @name, @created, @updated, {Json("@meta")}) " +
@@ -113,6 +119,9 @@ internal abstract class SqlStore : IDisposable
     public Task<bool> DeleteLogBookAsync(Guid logBookId, CancellationToken cancellationToken) =>
         WriteAsync($"delete logbook {logBookId}", async (s, tx) =>
         {
+            await using (var owners = Command(s.Connection, tx,
+                $"DELETE FROM {Table("flow_owners")} WHERE flow_detail_id IN (SELECT id FROM {Table("flow_details")} WHERE logbook_id = @id)", ("id", IdValue(logBookId))))
+                await owners.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             await using var cmd = Command(s.Connection, tx, $"DELETE FROM {Table("logbooks")} WHERE id = @id", ("id", IdValue(logBookId)));
             return await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
         }, cancellationToken);
@@ -142,11 +151,13 @@ internal abstract class SqlStore : IDisposable
 
     // ------------------------------------------------------------------ flow details
 
-    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken)
+    public Task SaveFlowDetailAsync(FlowDetail flowDetail, CancellationToken cancellationToken) => SaveFlowDetailAsync(flowDetail, null, cancellationToken);
+
+    public Task SaveFlowDetailAsync(FlowDetail flowDetail, Fence? fence, CancellationToken cancellationToken)
     {
         var meta = Encoding.UTF8.GetString(BackendSupport.EncodeFlowHeaderMetadata(flowDetail, MaxBytes));
         var atoms = BackendSupport.EncodeAtoms(flowDetail.Id, flowDetail.Atoms, MaxBytes);
-        return WriteAsync($"save {ModelCodec.Subject(flowDetail)}", async (s, tx) =>
+        return WriteAsync($"save {ModelCodec.Subject(flowDetail)}", fence, OwnedPersistence.SaveFlowDetail, async (s, tx) =>
         {
             await using (var book = Command(s.Connection, tx, $"SELECT 1 FROM {Table("logbooks")} WHERE id = @id{ForShare}", ("id", IdValue(flowDetail.LogBookId))))
                 if (await book.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null)
@@ -200,17 +211,23 @@ internal abstract class SqlStore : IDisposable
             return await QueryFlowsAsync(s.Connection, tx, "logbook_id", logBookId, cancellationToken).ConfigureAwait(false);
         }, cancellationToken);
 
-    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken) =>
-        WriteAsync($"delete flow detail {flowDetailId}", async (s, tx) =>
+    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, CancellationToken cancellationToken) => DeleteFlowDetailAsync(flowDetailId, null, cancellationToken);
+
+    public Task<bool> DeleteFlowDetailAsync(Guid flowDetailId, Fence? fence, CancellationToken cancellationToken) =>
+        WriteAsync($"delete flow detail {flowDetailId}", fence, OwnedPersistence.DeleteFlowDetail, async (s, tx) =>
         {
+            await using (var owner = Command(s.Connection, tx, $"DELETE FROM {Table("flow_owners")} WHERE flow_detail_id = @id", ("id", IdValue(flowDetailId))))
+                await owner.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             await using var cmd = Command(s.Connection, tx, $"DELETE FROM {Table("flow_details")} WHERE id = @id", ("id", IdValue(flowDetailId)));
             return await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
         }, cancellationToken);
 
-    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken)
+    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, CancellationToken cancellationToken) => UpdateFlowStateAsync(flowDetailId, state, null, cancellationToken);
+
+    public Task UpdateFlowStateAsync(Guid flowDetailId, FlowState state, Fence? fence, CancellationToken cancellationToken)
     {
         BackendSupport.ValidateState(state);
-        return WriteAsync($"update the state of flow detail {flowDetailId}", async (s, tx) =>
+        return WriteAsync($"update the state of flow detail {flowDetailId}", fence, OwnedPersistence.UpdateFlowState, async (s, tx) =>
         {
             var cmd = s.Reuse(tx, $"UPDATE {Table("flow_details")} SET state = @state, updated_at = @now WHERE id = @id",
                 ("state", state.ToTaskFlowName()), ("now", TimeValue(Time.GetUtcNow())), ("id", IdValue(flowDetailId)));
@@ -220,22 +237,26 @@ internal abstract class SqlStore : IDisposable
         }, cancellationToken);
     }
 
-    public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken)
+    public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, CancellationToken cancellationToken) =>
+        SaveAtomDetailsAsync(flowDetailId, atomDetails, null, cancellationToken);
+
+    public Task SaveAtomDetailsAsync(Guid flowDetailId, IReadOnlyList<AtomDetail> atomDetails, Fence? fence, CancellationToken cancellationToken)
     {
         var atoms = BackendSupport.EncodeAtoms(flowDetailId, atomDetails, MaxBytes);
-        return SaveEncodedAtomsAsync(flowDetailId, atoms, $"save {atoms.Length} atom(s) of flow detail {flowDetailId}", cancellationToken);
+        return SaveEncodedAtomsAsync(flowDetailId, atoms, fence, $"save {atoms.Length} atom(s) of flow detail {flowDetailId}", cancellationToken);
     }
 
-    private async Task SaveEncodedAtomsAsync(Guid flowDetailId, EncodedAtom[] atoms, string operation, CancellationToken cancellationToken)
+    private async Task SaveEncodedAtomsAsync(Guid flowDetailId, EncodedAtom[] atoms, Fence? fence, string operation, CancellationToken cancellationToken)
     {
         if (atoms.Length > 0 && SavesKnownAtomsInOneRoundTrip)
         {
             var outcome = await GatedWriteAsync(() => InSessionAsync(operation,
-                s => SaveKnownAtomsInOneRoundTripAsync(s.Connection, flowDetailId, atoms, cancellationToken), cancellationToken), cancellationToken).ConfigureAwait(false);
+                s => SaveKnownAtomsInOneRoundTripAsync(s.Connection, flowDetailId, atoms, fence, cancellationToken), cancellationToken), cancellationToken).ConfigureAwait(false);
             if (outcome == KnownAtomsSave.Saved) return;
-            if (outcome == KnownAtomsSave.FlowMissing) throw BackendSupport.FlowNotFound(flowDetailId);
+            // Fenced, nothing written may also mean a newer owner: the checked path below says which.
+            if (outcome == KnownAtomsSave.FlowMissing && fence is null) throw BackendSupport.FlowNotFound(flowDetailId);
         }
-        await WriteAsync(operation, async (s, tx) =>
+        await WriteAsync(operation, fence, OwnedPersistence.SaveAtomDetails, async (s, tx) =>
         {
             var (flowFound, updated) = await TouchFlowAndUpdateKnownAtomsAsync(s, tx, flowDetailId, atoms, cancellationToken).ConfigureAwait(false);
             if (!flowFound) throw BackendSupport.FlowNotFound(flowDetailId);
@@ -253,7 +274,7 @@ internal abstract class SqlStore : IDisposable
         /// <summary>Every atom was stored with the batch's id, name and kind, and is now updated; the flow is stamped.</summary>
         Saved,
 
-        /// <summary>The flow detail is not stored; nothing was written.</summary>
+        /// <summary>The flow detail is not stored (or, for a fenced save, its owner may not be the writer); nothing was written.</summary>
         FlowMissing,
 
         /// <summary>Some atom is new or stored under another name or kind; nothing was written, the checked path must run.</summary>
@@ -265,9 +286,11 @@ internal abstract class SqlStore : IDisposable
 
     /// <summary>
     /// Saves a batch of atoms that are all already stored (an engine's saves, nearly always) in one round trip and one
-    /// implicit transaction, or writes nothing. Runs outside any transaction of <see cref="SqlStore"/>.
+    /// implicit transaction, or writes nothing. Runs outside any transaction of <see cref="SqlStore"/>. With a
+    /// <paramref name="fence"/>, writes only while the stored owner is the fence's (in the same statement), and otherwise
+    /// reports <see cref="KnownAtomsSave.FlowMissing"/>.
     /// </summary>
-    protected virtual Task<KnownAtomsSave> SaveKnownAtomsInOneRoundTripAsync(DbConnection connection, Guid flowId, IReadOnlyList<EncodedAtom> atoms, CancellationToken ct) =>
+    protected virtual Task<KnownAtomsSave> SaveKnownAtomsInOneRoundTripAsync(DbConnection connection, Guid flowId, IReadOnlyList<EncodedAtom> atoms, Fence? fence, CancellationToken ct) =>
         throw new NotSupportedException("This dialect saves atoms through the checked path only.");
 
     /// <summary>
@@ -321,7 +344,7 @@ internal abstract class SqlStore : IDisposable
     public Task ClearAllAsync(CancellationToken cancellationToken) =>
         WriteAsync("clear all data", async (s, tx) =>
         {
-            foreach (var table in new[] { "atom_details", "flow_details", "logbooks" })
+            foreach (var table in new[] { "atom_details", "flow_details", "logbooks", "flow_owners" })
             {
                 await using var cmd = Command(s.Connection, tx, $"DELETE FROM {Table(table)}");
                 await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
@@ -495,6 +518,43 @@ internal abstract class SqlStore : IDisposable
 
     private Task<T> WriteAsync<T>(string operation, Func<Session, DbTransaction, Task<T>> body, CancellationToken cancellationToken) =>
         GatedWriteAsync(() => InTransactionAsync(operation, write: true, body, cancellationToken), cancellationToken);
+
+    /// <summary>A write that, when <paramref name="fence"/> is given, first checks the owner in the same transaction.</summary>
+    private Task<T> WriteAsync<T>(string operation, Fence? fence, string fencedOperation, Func<Session, DbTransaction, Task<T>> body, CancellationToken cancellationToken) =>
+        fence is null
+            ? WriteAsync(operation, body, cancellationToken)
+            : WriteAsync(operation, async (s, tx) =>
+            {
+                fence.Check(fencedOperation, await ReadOwnerAsync(s.Connection, tx, fence.FlowDetailId, ForShare, cancellationToken).ConfigureAwait(false));
+                return await body(s, tx).ConfigureAwait(false);
+            }, cancellationToken);
+
+    // ------------------------------------------------------------------ owners
+
+    /// <summary>The stored owner of a flow detail, read with <paramref name="lockClause"/>; null when none is stored.</summary>
+    private async Task<FencingToken?> ReadOwnerAsync(DbConnection c, DbTransaction tx, Guid flowId, string lockClause, CancellationToken ct)
+    {
+        await using var cmd = Command(c, tx, $"SELECT owner, owner_epoch FROM {Table("flow_owners")} WHERE flow_detail_id = @f{lockClause}", ("f", IdValue(flowId)));
+        await using var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        if (!await reader.ReadAsync(ct).ConfigureAwait(false)) return null;
+        var owner = reader.GetString(0);
+        var epoch = reader.GetInt64(1);
+        return Build($"the owner of flow detail {flowId} in {StoreName}", () => new FencingToken(owner, epoch));
+    }
+
+    public Task TakeOwnershipAsync(Guid flowDetailId, FencingToken token, CancellationToken cancellationToken) =>
+        WriteAsync($"take ownership of flow detail {flowDetailId} for {token}", async (s, tx) =>
+        {
+            // Compare-and-set in one statement: inserted, or raised only from a lower epoch.
+            await using (var raise = Command(s.Connection, tx,
+                $"INSERT INTO {Table("flow_owners")} (flow_detail_id, owner, owner_epoch) VALUES (@f, @owner, @epoch) " +
+                "ON CONFLICT (flow_detail_id) DO UPDATE SET owner = excluded.owner, owner_epoch = excluded.owner_epoch " +
+                "WHERE flow_owners.owner_epoch < excluded.owner_epoch",
+                ("f", IdValue(flowDetailId)), ("owner", token.Owner), ("epoch", token.Epoch)))
+                if (await raise.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1) return true;
+            throw new StaleOwnerException(flowDetailId, OwnedPersistence.TakeOwnership, token,
+                await ReadOwnerAsync(s.Connection, tx, flowDetailId, "", cancellationToken).ConfigureAwait(false));
+        }, cancellationToken);
 
     private async Task<T> GatedWriteAsync<T>(Func<Task<T>> write, CancellationToken cancellationToken)
     {

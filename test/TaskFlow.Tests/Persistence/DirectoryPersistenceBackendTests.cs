@@ -23,6 +23,13 @@ public sealed class DirectoryPersistenceBackendTests : DurablePersistenceBackend
     protected override Task WriteSchemaVersionAsync(int version) =>
         File.WriteAllTextAsync(Path.Combine(_dir, "schema.json"), $"{{\"version\":{version}}}");
 
+    // Version 2 only added the owners directory.
+    protected override Task DowngradeToSchemaVersion1Async()
+    {
+        Directory.Delete(Path.Combine(_dir, "owners"), recursive: true);
+        return WriteSchemaVersionAsync(1);
+    }
+
     protected override Task DestroyStoreAsync()
     {
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
