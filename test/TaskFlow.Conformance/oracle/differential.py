@@ -37,6 +37,9 @@ import oracle  # noqa: E402
 import scenariogen  # noqa: E402
 
 
+FLAKY_REPEAT = 20
+
+
 def run_mode(dll, mode, folder):
     """{scenario name: first difference or None} of our runner over FOLDER in MODE."""
     proc = subprocess.run(['dotnet', dll] + minimise.MODES[mode] + [folder], stdout=subprocess.PIPE,
@@ -141,15 +144,22 @@ def main(argv=None):
                                                        'total budget used up', ', '.join(shapes) or 'new'))
             continue
         runner = minimise.Runner(fmodes[0], opts.dll)
+        flaky = False
         try:
             m = minimise.Minimiser(runner, runs=opts.runs, budget=min(opts.budget, left))
             t = time.time()
             result = m.minimise(scenario, scenario['expect'])
+            if result is None:
+                # It failed in the batch but passes alone: a difference that depends on timing.
+                flaky = True
+                m = minimise.Minimiser(runner, runs=opts.runs, budget=min(opts.budget, left),
+                                       repeat=FLAKY_REPEAT)
+                result = m.minimise(scenario, scenario['expect'])
         finally:
             runner.close()
         if result is None:
-            print('  passes when run alone in %s (flaky?)' % fmodes[0])
-            labels['passes alone'] += 1
+            print('  passed %d more runs alone in %s: flaky, not minimised' % (FLAKY_REPEAT, fmodes[0]))
+            labels['flaky'] += 1
             continue
         small, expect, diff = result
         small = dict(small, name=name + '-min',
@@ -159,7 +169,10 @@ def main(argv=None):
         os.makedirs(os.path.join(opts.out, 'minimised'), exist_ok=True)
         oracle.write_scenario(os.path.join(opts.out, 'minimised', name + '-min.json'), small)
         shapes = minimise.known_shapes(small)
-        labels[', '.join(shapes) or 'new'] += 1
+        labels[('flaky ' if flaky else '') + (', '.join(shapes) or 'new')] += 1
+        if flaky:
+            print('  FLAKY: passes alone, fails in some of %d runs (minimised with --repeat %d)'
+                  % (FLAKY_REPEAT, FLAKY_REPEAT))
         print('  minimised in %.0f s (%d candidates): %s -> %s; shape: %s'
               % (time.time() - t, m.tried, minimise.size_text(scenario), minimise.size_text(small),
                  ', '.join(shapes) + ' (known)' if shapes else 'neither N18 nor N19: NEW'))

@@ -5,6 +5,7 @@ Usage (Debian's /usr/bin/python3, python3-taskflow; build the runner first:
 `dotnet build -c Release test/TaskFlow.Conformance`):
     minimise.py FILE [--mode plain|memory|directory|sqlite|distributed-memory|distributed-rabbitmq]
                 [--out FILE] [--any-difference] [--budget SECONDS] [--runs 20] [--screen-runs 3]
+                [--repeat N]
 
 FILE is a format-1 scenario with its "expect". The minimiser runs our runner (TaskFlow.Conformance
 --stdin, one process for all candidates) on it in the chosen mode, then repeatedly tries smaller
@@ -14,9 +15,11 @@ plainer (fail_times -> its then, fail_if -> its else, a computed value -> a cons
 behaviour dropped), a graph or unordered flow made linear, the parallel engine made serial, a retry
 made plainer -- and keeps the first candidate on which the difference persists: the oracle (the real
 TaskFlow) writes the candidate's expectation (--screen-runs runs to screen it, --runs runs, default
-20, before it is kept; an unstable or malformed candidate is never kept), our runner runs it, and
+20, plus slow runs under the parallel engine as scenariogen.py does, before it is kept; an unstable or
+malformed candidate is never kept), our runner runs it, and
 the first difference must be in the same field as the original's (`atoms`, `trace`, `outcome`, ...;
---any-difference accepts any). It stops when no candidate is kept (or after --budget seconds) and
+--any-difference accepts any). A difference that our runner shows only now and then (timing) needs
+--repeat N: a candidate then counts as differing when any of N runs differs. It stops when no candidate is kept (or after --budget seconds) and
 writes the smallest scenario, with its expectation, to --out (default: FILE's name + ".min.json" in
 the current folder), then prints its size, its first difference and which known difference (SPEC
 N18, N19) its shape has.
@@ -38,6 +41,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import oracle  # noqa: E402
+import scenariogen  # noqa: E402
 
 DEFAULT_DLL = os.path.normpath(os.path.join(HERE, '..', 'bin', 'Release', 'net10.0', 'TaskFlow.Conformance.dll'))
 MODES = {
@@ -491,8 +495,10 @@ def known_shapes(scenario):
 
 # ---------------------------------------------------------------------- the search
 class Minimiser(object):
-    def __init__(self, runner, runs=20, screen_runs=3, any_difference=False, budget=None, log=None):
+    def __init__(self, runner, runs=20, screen_runs=3, any_difference=False, budget=None, log=None,
+                 repeat=1):
         self.runner = runner
+        self.repeat = repeat
         self.runs = runs
         self.screen_runs = screen_runs
         self.any_difference = any_difference
@@ -505,17 +511,24 @@ class Minimiser(object):
     def _expect(self, scenario, runs):
         seed = zlib.crc32(json.dumps(scenario['flow'], sort_keys=True).encode('ascii'))
         try:
-            expect, problems = oracle.observe_scenario(scenario, runs, seed)
+            if runs == self.runs:
+                expect, problems = scenariogen.observe_stable(scenario, runs, seed)
+            else:
+                expect, problems = oracle.observe_scenario(scenario, runs, seed)
         except Exception:       # a candidate TaskFlow cannot build as a scenario: not kept
             return None
         return None if problems else expect
 
     def check(self, scenario, expect):
-        """Our runner's first difference on SCENARIO with EXPECT, or None when it passes."""
+        """Our runner's first difference on SCENARIO with EXPECT, or None when it passes (all
+        --repeat times: a difference that shows only now and then is still one)."""
         path = os.path.join(self.tmp, scenario['name'] + '.json')
         oracle.write_scenario(path, oracle.ordered_scenario(scenario, expect))
-        passed, diff = self.runner.run(path)
-        return None if passed else diff
+        for _ in range(self.repeat):
+            passed, diff = self.runner.run(path)
+            if not passed:
+                return diff
+        return None
 
     def interesting(self, candidate, field):
         key = json.dumps(candidate, sort_keys=True)
@@ -574,6 +587,8 @@ def main(argv=None):
     parser.add_argument('--screen-runs', type=int, default=3)
     parser.add_argument('--any-difference', action='store_true')
     parser.add_argument('--budget', type=float)
+    parser.add_argument('--repeat', type=int, default=1,
+                        help='run our runner up to N times per candidate (for a difference that is flaky)')
     parser.add_argument('--dll')
     parser.add_argument('--quiet', action='store_true')
     opts = parser.parse_args(argv)
@@ -583,7 +598,7 @@ def main(argv=None):
     started = time.time()
     try:
         m = Minimiser(runner, opts.runs, opts.screen_runs, opts.any_difference, opts.budget,
-                      log=None if opts.quiet else (lambda t: print(t, flush=True)))
+                      log=None if opts.quiet else (lambda t: print(t, flush=True)), repeat=opts.repeat)
         if 'expect' not in scenario:
             raise SystemExit('error: %s has no "expect" (run oracle.py generate on it first)' % opts.file)
         result = m.minimise(scenario, scenario['expect'])
