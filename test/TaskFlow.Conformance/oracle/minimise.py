@@ -447,33 +447,6 @@ def size_text(scenario):
 
 
 # ---------------------------------------------------------------------- known differences
-def _provided(node):
-    if node['kind'] == 'task':
-        p = node.get('provides')
-        return set([p] if isinstance(p, str) else (p if isinstance(p, list) else (p or {}).get('keys', [])))
-    out = set([node['retry']['provides']]) if node.get('retry') and node['retry'].get('provides') else set()
-    for c in node['children']:
-        out |= _provided(c)
-    return out
-
-
-def _required(node):
-    if node['kind'] == 'task':
-        reb = node.get('rebind')
-        reqs = list(node.get('requires') or [])
-        if isinstance(reb, dict):
-            syms = [reb.get(p, p) for p in reqs] + [reb[p] for p in node.get('optional', {}) if p in reb]
-        elif isinstance(reb, list):
-            syms = reb[:len(reqs)] + reqs[len(reb):]
-        else:
-            syms = reqs
-        return set(syms) - set(node.get('inject') or {})
-    out = set()
-    for c in node['children']:
-        out |= _required(c)
-    return out
-
-
 def known_shapes(scenario):
     """Which known differences (SPEC N18, N19) the scenario's shape has: a label, never a filter."""
     shapes = []
@@ -481,8 +454,8 @@ def known_shapes(scenario):
         if n['kind'] == 'graph':
             kids = n['children']
             for i, c in enumerate(kids):
-                own = _required(c) & _provided(c)
-                if own and any(own & _provided(other) for other in kids[i + 1:]):
+                own = scenariogen.required_symbols(c) & set(scenariogen.provided_symbols(c))
+                if own and any(own & set(scenariogen.provided_symbols(other)) for other in kids[i + 1:]):
                     shapes.append('N18')
                     break
                 if own and c['kind'] != 'task':
@@ -536,14 +509,9 @@ class Minimiser(object):
             return None
         self.seen.add(key)
         self.tried += 1
-        expect = self._expect(candidate, self.screen_runs)
-        if expect is None:
-            return None
-        diff = self.check(candidate, expect)
-        if diff is None or (not self.any_difference and difference_field(diff) != field):
-            return None
-        if self.runs > self.screen_runs:
-            expect = self._expect(candidate, self.runs)
+        # Screened with a few oracle runs first; only a candidate that still differs pays for all of them.
+        for runs in sorted(set([min(self.screen_runs, self.runs), self.runs])):
+            expect = self._expect(candidate, runs)
             if expect is None:
                 return None
             diff = self.check(candidate, expect)

@@ -197,22 +197,7 @@ class _Draw(object):
                 task['_out'] = ('none', None)
 
     def provided_by(self, node):
-        """Symbols NODE provides (a subflow: its retry's and all its atoms')."""
-        out = []
-        if node['kind'] == 'task':
-            p = node.get('provides')
-            if isinstance(p, str):
-                out.append(p)
-            elif isinstance(p, list):
-                out.extend(p)
-            elif isinstance(p, dict):
-                out.extend(p['keys'])
-            return out
-        if node.get('retry') and node['retry'].get('provides'):
-            out.append(node['retry']['provides'])
-        for c in node['children']:
-            out.extend(self.provided_by(c))
-        return out
+        return provided_symbols(node)
 
     def requires(self):
         rng = self.rng
@@ -571,6 +556,36 @@ def _clean(node):
     return out
 
 
+def provided_symbols(node):
+    """Symbols NODE provides, one entry per provider (a subflow: its retry's and all its atoms')."""
+    if node['kind'] == 'task':
+        p = node.get('provides')
+        return [p] if isinstance(p, str) else list(p if isinstance(p, list) else (p or {}).get('keys', []))
+    out = [node['retry']['provides']] if node.get('retry') and node['retry'].get('provides') else []
+    for c in node['children']:
+        out.extend(provided_symbols(c))
+    return out
+
+
+def required_symbols(node):
+    """Symbols NODE's atoms read from outside themselves: required parameters after rebinding (a rebound
+    optional parameter too), less what each task injects (a subflow: the union over its tasks)."""
+    if node['kind'] != 'task':
+        out = set()
+        for c in node['children']:
+            out |= required_symbols(c)
+        return out
+    reb = node.get('rebind')
+    reqs = list(node.get('requires') or [])
+    if isinstance(reb, dict):
+        syms = [reb.get(p, p) for p in reqs] + [reb[p] for p in node.get('optional', {}) if p in reb]
+    elif isinstance(reb, list):
+        syms = reb[:len(reqs)] + reqs[len(reb):]
+    else:
+        syms = reqs
+    return set(syms) - set(node.get('inject') or {})
+
+
 def _walk(node, level=1, retries=0):
     """(node, flow level, number of enclosing retries) for every node, the root first."""
     yield node, level, retries
@@ -718,29 +733,6 @@ def features(scenario):
     symbols = collections.Counter()
     store = scenario.get('store') or {}
 
-    def provided(node):
-        if node['kind'] == 'task':
-            p = node.get('provides')
-            return [p] if isinstance(p, str) else (p if isinstance(p, list) else (p or {}).get('keys', []))
-        out = [node['retry']['provides']] if node.get('retry') and node['retry'].get('provides') else []
-        for c in node['children']:
-            out.extend(provided(c))
-        return out
-
-    def required(node):
-        if node['kind'] == 'task':
-            reb = node.get('rebind')
-            reqs = list(node.get('requires') or [])
-            if isinstance(reb, dict):
-                return [reb.get(p, p) for p in reqs] + [reb[p] for p in node.get('optional', {}) if p in reb]
-            if isinstance(reb, list):
-                return reb[:len(reqs)] + reqs[len(reb):]
-            return reqs
-        out = []
-        for c in node['children']:
-            out.extend(required(c))
-        return out
-
     for node, level, retries in nodes:
         if node['kind'] == 'task':
             p = node.get('provides')
@@ -750,7 +742,7 @@ def features(scenario):
                 f['provides a list'] += 1
             elif isinstance(p, dict):
                 f['provides keys'] += 1
-            for sym in provided(node):
+            for sym in provided_symbols(node):
                 symbols[sym] += 1
             if isinstance(node.get('rebind'), dict):
                 f['rebind object'] += 1
@@ -788,7 +780,7 @@ def features(scenario):
             inferred = before = False
             for i, c in enumerate(children):
                 for j, other in enumerate(children):
-                    if i != j and set(required(c)) & set(provided(other)):
+                    if i != j and required_symbols(c) & set(provided_symbols(other)):
                         inferred = True
                         if j > i:
                             before = True
