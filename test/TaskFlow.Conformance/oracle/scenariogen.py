@@ -491,7 +491,21 @@ class _Draw(object):
             graphs = [f for f in self.flows if f['kind'] == 'graph'
                       and any(c['kind'] != 'task' and self.atoms_in(c) for c in f['children'])]
             if not graphs:
-                return False
+                # Make one: a flow with a task child becomes a graph and the task moves into a new subflow.
+                flows = [f for f in self.flows if any(c['kind'] == 'task' for c in f['children'])]
+                if not flows:
+                    return False
+                g = rng.choice(flows)
+                g['kind'] = 'graph'
+                i = rng.choice([i for i, c in enumerate(g['children']) if c['kind'] == 'task'])
+                task = g['children'][i]
+                sub = {'kind': rng.choice(['linear', 'unordered', 'graph']), 'name': self.new_name('f'),
+                       'children': [task]}
+                self.flows.append(sub)
+                self.parent[sub['name']] = g
+                self.parent[task['name']] = sub
+                g['children'][i] = sub
+                graphs = [g]
             g = rng.choice(graphs)
             sub = rng.choice([c for c in g['children'] if c['kind'] != 'task' and self.atoms_in(c)])
             deep = rng.choice(self.atoms_in(sub))
