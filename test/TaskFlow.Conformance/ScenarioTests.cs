@@ -21,7 +21,7 @@ public sealed class ScenarioTests
     }
 
     private static List<string> AllFiles() =>
-        [.. new[] { "scenarios", "extra" }.SelectMany(folder =>
+        [.. new[] { "scenarios", "extra", "generated" }.SelectMany(folder =>
             Directory.GetFiles(Path.Combine(AppContext.BaseDirectory, folder), "*.json").Order(StringComparer.Ordinal)
                 .Select(f => Path.Combine(folder, Path.GetFileName(f))))];
 
