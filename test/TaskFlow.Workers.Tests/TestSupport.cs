@@ -65,12 +65,15 @@ public sealed class DistributedHarness : IAsyncDisposable
         return (worker, connection);
     }
 
-    public DistributedEngineOptions Options(EngineOptions? engine = null, TimeSpan? requestTimeout = null, TimeSpan? expiry = null, TimeSpan? executionTimeout = null, IReadOnlyList<string>? topics = null) => new()
+    public DistributedEngineOptions Options(EngineOptions? engine = null, TimeSpan? requestTimeout = null, TimeSpan? expiry = null, TimeSpan? executionTimeout = null, IReadOnlyList<string>? topics = null, TimeSpan? margin = null, int revertResends = 3) => new()
     {
         Transport = EngineTransport,
         Topics = topics ?? [Topic],
         TaskName = DistributedEngineOptions.ByAtomName,
         RequestTimeout = requestTimeout ?? TimeSpan.FromSeconds(10),
+        // One process, one clock: the margin only covers how late a RUNNING may arrive.
+        ClockSkewMargin = margin ?? TimeSpan.FromSeconds(1),
+        RevertResends = revertResends,
         WorkerExpiry = expiry,
         ExecutionTimeout = executionTimeout,
         Engine = engine ?? new EngineOptions(),
