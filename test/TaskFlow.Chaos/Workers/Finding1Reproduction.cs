@@ -11,9 +11,11 @@ namespace TaskFlow.Chaos.Workers;
 
 /// <summary>
 /// A standalone reproduction of finding 1 of the reliability review ("a timed-out worker request runs
-/// after its flow reverted"): two workers with one slot each are busy for 2 s; a flow's "charge" execute, with a
-/// RequestTimeout of 0.8 s, waits behind them. The charge and its refund are recorded by a billing system the task owns
-/// (its revert refunds a charge it finds, as a real task would). Reproduced when, once the flow has ended and a grace
+/// after its flow reverted"): two workers with one slot each; W1 is busy for 4 s and holds the flow's "charge" execute
+/// (RequestTimeout 0.8 s) for its slot; W2 becomes busy for 2 s. The charge and its refund are recorded by a billing
+/// system the task owns (its revert refunds a charge it finds, as a real task would). Before the fix: the execute
+/// times out at 0.8 s, its revert runs on W2 at 2 s and finds nothing to refund, the flow ends REVERTED, and at 4 s W1
+/// runs the stale execute: the charge stands. Reproduced when, once the flow has ended and a grace
 /// period has passed, a charge stands unrefunded in a flow that did not succeed, or a charge happened after the flow
 /// ended. Uses only the public API that existed before the fix, so it runs against both; compiled into the chaos
 /// program (<c>workers-finding1</c>) and into the worker test projects.
@@ -22,7 +24,8 @@ public static class Finding1Reproduction
 {
     public sealed record Outcome(bool Reproduced, FlowState FlowState, string Report);
 
-    private static readonly TimeSpan Busy = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan LongBusy = TimeSpan.FromSeconds(4);
+    private static readonly TimeSpan ShortBusy = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(0.8);
     private static readonly TimeSpan Grace = TimeSpan.FromSeconds(3);
 
@@ -33,10 +36,12 @@ public static class Finding1Reproduction
         var events = new ConcurrentQueue<string>();
         void Log(string what) => events.Enqueue($"{clock.ElapsedMilliseconds,6} ms  {what}");
         var billing = new Billing();
-        var busyStarted = new CountdownEvent(2);
+        var longStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var shortStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var topic = "finding1." + Guid.NewGuid().ToString("N")[..12];
 
-        var busy = FlowTask.Create("busy", async () => { busyStarted.Signal(); await Task.Delay(Busy); return 0; });
+        var longBusy = FlowTask.Create("long_busy", async () => { longStarted.TrySetResult(); await Task.Delay(LongBusy); return 0; });
+        var shortBusy = FlowTask.Create("short_busy", async () => { shortStarted.TrySetResult(); await Task.Delay(ShortBusy); return 0; });
         var charge = FlowTask.Create("charge",
             () => { billing.Charge(clock.ElapsedMilliseconds); Log("charge EXECUTE ran: charged"); return 1; },
             () => Log(billing.RefundIfCharged() ? "charge REVERT ran: refunded" : "charge REVERT ran: nothing to refund"));
@@ -46,10 +51,10 @@ public static class Finding1Reproduction
         var workers = new List<TaskWorker>();
         try
         {
-            foreach (var side in workerSides)
+            async Task StartWorkerAsync(IWorkerTransport side)
             {
                 var worker = new TaskWorker(side, new TaskWorkerOptions { Topic = topic, MaxConcurrency = 1, HeartbeatInterval = TimeSpan.FromMilliseconds(200) });
-                worker.AddTask("busy", () => busy).AddTask("charge", () => charge);
+                worker.AddTask("long_busy", () => longBusy).AddTask("short_busy", () => shortBusy).AddTask("charge", () => charge);
                 await worker.StartAsync();
                 workers.Add(worker);
             }
@@ -60,16 +65,25 @@ public static class Finding1Reproduction
                 TaskName = DistributedEngineOptions.ByAtomName,
                 RequestTimeout = requestTimeout,
             };
-            var busyRuns = Enumerable.Range(0, 2)
-                .Select(i => FlowEngine.CreateDistributed(new LinearFlow("busy" + i) { busy }, Options(TimeSpan.FromSeconds(30))).RunAsync())
-                .ToList();
-            if (!busyStarted.Wait(TimeSpan.FromSeconds(30))) throw new TimeoutException("the two busy tasks did not start");
-            Log("both workers busy for 2 s");
+            Task Run(FlowTask task) => FlowEngine.CreateDistributed(new LinearFlow(task.Name) { task }, Options(TimeSpan.FromSeconds(30))).RunAsync();
 
+            // W1 alone: it starts the long task, then takes the charge execute and holds it, waiting for its slot.
+            await StartWorkerAsync(workerSides[0]);
+            var busyRuns = new List<Task> { Run(longBusy) };
+            await longStarted.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            Log("W1 busy for 4 s");
             var engine = FlowEngine.CreateDistributed(new LinearFlow("billing") { charge }, Options(RequestTimeout));
             Log("charge flow starts (RequestTimeout 0.8 s)");
+            var chargeRun = engine.RunAsync();
+            await Task.Delay(300);
+            // Then W2, busy for 2 s: the revert will wait for it.
+            await StartWorkerAsync(workerSides[1]);
+            busyRuns.Add(Run(shortBusy));
+            await shortStarted.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            Log("W2 busy for 2 s");
+
             Exception? error = null;
-            try { await engine.RunAsync().WaitAsync(TimeSpan.FromSeconds(60)); }
+            try { await chargeRun.WaitAsync(TimeSpan.FromSeconds(60)); }
             catch (Exception e) { error = e; }
             long endedAt = clock.ElapsedMilliseconds;
             Log($"charge flow ended {engine.State}{(error is null ? "" : $" ({error.GetType().Name}: {First(error.Message)})")}");
