@@ -272,7 +272,7 @@ public static class WorkersChaos
         foreach (var count in o.Get("workers", "1,4").Split(',').Select(w => int.Parse(w, CultureInfo.InvariantCulture)))
         {
             var topic = "bench." + Guid.NewGuid().ToString("N")[..12];
-            await using var pool = new WorkerPool(topic, Path.GetTempPath(), concurrency: 16);
+            await using var pool = new WorkerPool(topic, Path.GetTempPath(), concurrency: 16, plain: true);
             for (int i = 0; i < count; i++) pool.Start();
             await pool.WaitAllReadyAsync(TimeSpan.FromSeconds(60));
             var executor = new DistributedTaskExecutor(new DistributedEngineOptions { Transport = transport, Topics = [topic], TaskName = _ => EchoTask.RemoteName });
@@ -306,10 +306,11 @@ public static class WorkersChaos
     /// <summary>The child: a worker hosting the chaos and benchmark tasks until it is killed.</summary>
     public static async Task<int> RunWorkerProcessAsync(string[] args)
     {
-        var o = Options.Parse(args, "topic", "ledger", "concurrency", "execute-ms", "broken");
+        var o = Options.Parse(args, "topic", "ledger", "concurrency", "execute-ms", "broken", "plain");
         if (Amqp() is not { } amqp) return 2;
         await using var connection = await RabbitMqWorkerTransport.ConnectAsync(new RabbitMqTransportOptions { Uri = amqp, QueuePrefix = QueuePrefix, TopicQueueExpiry = TimeSpan.FromMinutes(5), ClientName = $"chaos-worker-{Environment.ProcessId}" });
-        var transport = new WorkerSideTransport(connection, broken: o.Get("broken", "false") == "true");
+        // The benchmark's workers use the transport as it is; the chaos workers name each request in the ledger.
+        IWorkerTransport transport = o.Get("plain", "false") == "true" ? connection : new WorkerSideTransport(connection, broken: o.Get("broken", "false") == "true");
         var ledger = new EffectLedger(o.Require("ledger"));
         var execute = o.Get("execute-ms", "2-25").Split('-');
         var executeMs = (int.Parse(execute[0], CultureInfo.InvariantCulture), int.Parse(execute[^1], CultureInfo.InvariantCulture));
@@ -424,7 +425,7 @@ public static class WorkersChaos
     }
 
     /// <summary>The worker child processes: started, killed with SIGKILL, replaced.</summary>
-    private sealed class WorkerPool(string topic, string ledgerDir, int concurrency, (int Min, int Max) executeMs = default, bool broken = false) : IAsyncDisposable
+    private sealed class WorkerPool(string topic, string ledgerDir, int concurrency, (int Min, int Max) executeMs = default, bool broken = false, bool plain = false) : IAsyncDisposable
     {
         private readonly Lock _gate = new();
         private readonly List<(Process Process, TaskCompletionSource Ready)> _live = [];
@@ -437,7 +438,7 @@ public static class WorkersChaos
             var (file, prefix) = Self();
             var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             foreach (var a in prefix.Concat([ChildCommand, "--topic", topic, "--ledger", ledgerDir, "--concurrency", concurrency.ToString(CultureInfo.InvariantCulture),
-                "--execute-ms", $"{executeMs.Min}-{executeMs.Max}", "--broken", broken ? "true" : "false"]))
+                "--execute-ms", $"{executeMs.Min}-{executeMs.Max}", "--broken", broken ? "true" : "false", "--plain", plain ? "true" : "false"]))
                 info.ArgumentList.Add(a);
             var process = Process.Start(info) ?? throw new InvalidOperationException("Could not start a worker process.");
             var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
