@@ -80,13 +80,38 @@ public sealed class RabbitMqLimitsTests
         return worker;
     }
 
-    private static FlowEngine Engine(IWorkerTransport transport, string topic, FlowTask task) => FlowEngine.CreateDistributed(new LinearFlow("f") { task }, new DistributedEngineOptions
+    /// <summary>An engine connection, and a worker on its own connection serving task "one" on a topic of its own.</summary>
+    private sealed record Serving(string Topic, RabbitMqWorkerTransport EngineSide, RabbitMqWorkerTransport WorkerSide, FlowTask Task, TaskWorker Worker) : IAsyncDisposable
     {
-        Transport = transport,
-        Topics = [topic],
-        TaskName = DistributedEngineOptions.ByAtomName,
-        RequestTimeout = TimeSpan.FromSeconds(20),
-    });
+        public async Task AssertStillServesAsync()
+        {
+            var engine = FlowEngine.CreateDistributed(new LinearFlow("f") { Task }, new DistributedEngineOptions
+            {
+                Transport = EngineSide,
+                Topics = [Topic],
+                TaskName = DistributedEngineOptions.ByAtomName,
+                RequestTimeout = TimeSpan.FromSeconds(20),
+            });
+            await engine.RunAsync();
+            Assert.Equal(1, engine.Storage.Fetch<int>("v"));
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Worker.DisposeAsync();
+            await WorkerSide.DisposeAsync();
+            await EngineSide.DisposeAsync();
+        }
+    }
+
+    private static async Task<Serving> ServingAsync(Isolated isolated)
+    {
+        var topic = RabbitMqTestServer.NewTopic();
+        var engineSide = await isolated.ConnectAsync();
+        var workerSide = await isolated.ConnectAsync();
+        var task = FlowTask.Create("one", () => 1, provides: "v");
+        return new Serving(topic, engineSide, workerSide, task, await StartWorkerAsync(workerSide, topic, task));
+    }
 
     [Fact]
     public async Task Request_IsPublishedWithItsTimeToLive_AndTheBrokerDropsItUnreadOnceExpired()
@@ -115,18 +140,13 @@ public sealed class RabbitMqLimitsTests
     {
         if (RabbitMqTestServer.Uri is not { } uri) return;
         await using var isolated = new Isolated(uri);
-        var topic = RabbitMqTestServer.NewTopic();
-        await using var engineSide = await isolated.ConnectAsync();
-        await using var workerSide = await isolated.ConnectAsync();
-        var task = FlowTask.Create("one", () => 1, provides: "v");
-        await using var worker = await StartWorkerAsync(workerSide, topic, task);
+        await using var setup = await ServingAsync(isolated);
+        var (topic, engineSide, worker) = (setup.Topic, setup.EngineSide, setup.Worker);
 
         // Above the protocol's 4 MiB bound (but within what the queue holds): rejected before the body is copied.
         await engineSide.SendRequestAsync(topic, new byte[WorkerProtocol.DefaultMaxMessageBytes + 1024]);
         await engineSide.SendRequestAsync(topic, new byte[] { 0xff, 0xfe, 0x00 });
-        var engine = Engine(engineSide, topic, task);
-        await engine.RunAsync();
-        Assert.Equal(1, engine.Storage.Fetch<int>("v"));
+        await setup.AssertStillServesAsync();
 
         var channel = await isolated.RawChannelAsync();
         await WaitUntilAsync(async () => (await channel.QueueDeclarePassiveAsync(isolated.Options.DeadLetterQueue)).MessageCount == 2, "both are dead-lettered");
@@ -150,19 +170,14 @@ public sealed class RabbitMqLimitsTests
     {
         if (RabbitMqTestServer.Uri is not { } uri) return;
         await using var isolated = new Isolated(uri);
-        var topic = RabbitMqTestServer.NewTopic();
-        await using var engineSide = await isolated.ConnectAsync();
-        await using var workerSide = await isolated.ConnectAsync();
-        var task = FlowTask.Create("one", () => 1, provides: "v");
-        await using var worker = await StartWorkerAsync(workerSide, topic, task);
+        await using var setup = await ServingAsync(isolated);
+        var (topic, engineSide, worker) = (setup.Topic, setup.EngineSide, setup.Worker);
 
         // Larger than the client's inbound limit would close the worker's connection and come back after each
         // reconnect; the queue's byte bound (equal to that limit) refuses it at the door instead.
         var tooBig = new byte[isolated.Options.MaxQueueBytes + 1];
         await Assert.ThrowsAnyAsync<Exception>(() => engineSide.SendRequestAsync(topic, tooBig));
-        var engine = Engine(engineSide, topic, task);
-        await engine.RunAsync();
-        Assert.Equal(1, engine.Storage.Fetch<int>("v"));
+        await setup.AssertStillServesAsync();
     }
 
     [Fact]

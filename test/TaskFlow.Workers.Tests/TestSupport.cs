@@ -6,6 +6,20 @@ using TaskFlow.Flows;
 
 namespace TaskFlow.Workers.Tests;
 
+/// <summary>Polls a condition until it holds, failing with what was awaited after a generous limit.</summary>
+public static class Eventually
+{
+    public static async Task WaitUntilAsync(Func<bool> condition, string what, int seconds = 10)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"Timed out waiting until {what}.");
+            await Task.Delay(20);
+        }
+    }
+}
+
 /// <summary>Collects log entries so tests can check that a rejection was logged with its reason.</summary>
 public sealed class ListLogger : ILogger<TaskWorker>
 {

@@ -15,15 +15,7 @@ namespace TaskFlow.Workers.Tests;
 /// </summary>
 public sealed class WorkerDeadlineTests
 {
-    private static async Task WaitUntilAsync(Func<bool> condition, string what, int seconds = 10)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(seconds);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"Timed out waiting until {what}.");
-            await Task.Delay(20);
-        }
-    }
+    private static Task WaitUntilAsync(Func<bool> condition, string what, int seconds = 10) => Eventually.WaitUntilAsync(condition, what, seconds);
 
     /// <summary>A hand-driven engine side: sends raw requests and collects every response on its reply address.</summary>
     private sealed class RawClient : IAsyncDisposable
@@ -69,6 +61,24 @@ public sealed class WorkerDeadlineTests
 
     private static FlowTask Counting(string name, Func<int> run) => FlowTask.Create(name, run);
 
+    /// <summary>A worker with one slot, hosting "busy" (runs until released) and "quick" (counts its runs).</summary>
+    private sealed class OneSlotWorker
+    {
+        private int _quickRuns;
+        public TaskCompletionSource Release { get; } = new();
+        public TaskCompletionSource BusyStarted { get; } = new();
+        public int QuickRuns => Volatile.Read(ref _quickRuns);
+
+        public static async Task<OneSlotWorker> StartAsync(DistributedHarness h)
+        {
+            var w = new OneSlotWorker();
+            await h.StartWorkerAsync(
+                [FlowTask.Create("busy", async () => { w.BusyStarted.TrySetResult(); await w.Release.Task; return 0; }), Counting("quick", () => Interlocked.Increment(ref w._quickRuns))],
+                concurrency: 1);
+            return w;
+        }
+    }
+
     [Fact]
     public async Task Worker_RequestPastItsDeadline_IsRefusedWithoutRunning()
     {
@@ -93,41 +103,31 @@ public sealed class WorkerDeadlineTests
     public async Task Worker_RequestWaitingForASlot_IsRefusedAtItsDeadline_WhileTheSlotIsStillBusy()
     {
         await using var h = new DistributedHarness();
-        var release = new TaskCompletionSource();
-        var busyStarted = new TaskCompletionSource();
-        int quickRuns = 0;
-        await h.StartWorkerAsync(
-            [FlowTask.Create("busy", async () => { busyStarted.TrySetResult(); await release.Task; return 0; }), Counting("quick", () => Interlocked.Increment(ref quickRuns))],
-            concurrency: 1);
+        var w = await OneSlotWorker.StartAsync(h);
         await using var client = await RawClient.OpenAsync(h);
         await client.SendAsync(h.Topic, client.Request("busy", "busy", DateTimeOffset.UtcNow.AddSeconds(30)));
-        await busyStarted.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await w.BusyStarted.Task.WaitAsync(TimeSpan.FromSeconds(10));
         await client.SendAsync(h.Topic, client.Request("queued", "quick", DateTimeOffset.UtcNow.AddMilliseconds(300)));
 
         // The worker holds the second request (its one slot is busy) and refuses it when its deadline passes.
         await WaitUntilAsync(() => client.Responses("queued").Length > 0, "the queued request is refused");
         Assert.Equal(Refusals.Expired, Assert.Single(client.Responses("queued")).Refused);
-        Assert.False(release.Task.IsCompleted);
-        release.SetResult();
+        Assert.False(w.Release.Task.IsCompleted);
+        w.Release.SetResult();
         await WaitUntilAsync(() => client.Responses("busy").Any(r => r.State == ResponseState.Success), "the busy one ends");
         await Task.Delay(100);
-        Assert.Equal(0, quickRuns);
+        Assert.Equal(0, w.QuickRuns);
     }
 
     [Fact]
     public async Task Worker_WithdrawnRequest_HeldForASlot_IsRefusedAtOnce_AndAlsoWhenDeliveredLater()
     {
         await using var h = new DistributedHarness();
-        var release = new TaskCompletionSource();
-        var busyStarted = new TaskCompletionSource();
-        int quickRuns = 0;
-        await h.StartWorkerAsync(
-            [FlowTask.Create("busy", async () => { busyStarted.TrySetResult(); await release.Task; return 0; }), Counting("quick", () => Interlocked.Increment(ref quickRuns))],
-            concurrency: 1);
+        var w = await OneSlotWorker.StartAsync(h);
         await using var client = await RawClient.OpenAsync(h);
         var far = DateTimeOffset.UtcNow.AddMinutes(5);
         await client.SendAsync(h.Topic, client.Request("busy", "busy", far));
-        await busyStarted.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await w.BusyStarted.Task.WaitAsync(TimeSpan.FromSeconds(10));
         await client.SendAsync(h.Topic, client.Request("held", "quick", far));
         await WaitUntilAsync(() => h.Broker.CountWaiting(h.Topic) == 0, "the worker holds the request");
 
@@ -140,10 +140,10 @@ public sealed class WorkerDeadlineTests
         await client.WithdrawAsync("later", far);
         await Task.Delay(100);
         await client.SendAsync(h.Topic, client.Request("later", "quick", far));
-        release.SetResult();
+        w.Release.SetResult();
         await WaitUntilAsync(() => client.Responses("later").Length > 0, "the later one is refused");
         Assert.Equal(Refusals.Withdrawn, Assert.Single(client.Responses("later")).Refused);
-        Assert.Equal(0, quickRuns);
+        Assert.Equal(0, w.QuickRuns);
     }
 
     [Fact]

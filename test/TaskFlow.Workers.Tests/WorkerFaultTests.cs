@@ -13,15 +13,7 @@ namespace TaskFlow.Workers.Tests;
 /// <summary>Timeouts, lost workers, late and duplicate responses, and bad messages, on the in-memory transport.</summary>
 public sealed class WorkerFaultTests
 {
-    private static async Task WaitUntilAsync(Func<bool> condition, string what, int seconds = 10)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(seconds);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"Timed out waiting until {what}.");
-            await Task.Delay(20);
-        }
-    }
+    private static Task WaitUntilAsync(Func<bool> condition, string what, int seconds = 10) => Eventually.WaitUntilAsync(condition, what, seconds);
 
     [Fact]
     public async Task RunAsync_NoWorkerAdvertisesTheTask_FailsWithRequestTimeoutNamingTheTask()
