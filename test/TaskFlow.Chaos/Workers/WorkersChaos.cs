@@ -182,7 +182,7 @@ public static class WorkersChaos
         var refusals = entries.Where(e => e.Verb == "refuse").GroupBy(e => e.Target).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Key} {g.Count()}");
         Console.WriteLine($"flows: {string.Join(", ", states.OrderBy(kv => kv.Key).Select(kv => $"{kv.Value} {kv.Key.ToString().ToUpperInvariant()}"))} " +
             $"({cases.Count(c => c.FailsByDesign)} fail by design); {started} tasks started, {kills} workers killed, {pool.Started} worker processes in all");
-        Console.WriteLine($"requests: {engineLog.TimedOut} timed out at the engine ({engineLog.Refused} of them refused unrun by a worker), " +
+        Console.WriteLine($"requests: {engineLog.TimedOut} timed out at the engine ({engineLog.Refused} of them {(s.Broken ? "taken as not run by the broken variant" : "refused unrun by a worker")}), " +
             $"refused by workers: {(refusals.Any() ? string.Join(", ", refusals) : "none")}");
         Console.WriteLine($"ledger (gross): {applies} applies by {entries.Where(e => e.Verb == "apply").Select(e => e.RequestId).Distinct().Count()} requests, " +
             $"{reverts.Count} reverts ({reverts.Count(r => r.Target == EffectLedger.Blind)} blind, {reverts.Count(r => r.Target == EffectLedger.Nothing)} nothing to undo, " +
