@@ -194,7 +194,7 @@ public sealed class WorkerDeadlineTests
         var charge = FlowTask.Create("charge", () => Interlocked.Increment(ref runs), () => { _ = runs; }); // both capture the same closure
         var connection = h.Connect();
         // Its clock is a minute behind: by its clock the deadline is far away, only the withdrawal stops it.
-        var worker = new TaskWorker(connection, new TaskWorkerOptions { Topic = h.Topic, MaxConcurrency = 1, HeartbeatInterval = TimeSpan.FromMilliseconds(200), TimeProvider = new SkewedClock(TimeSpan.FromMinutes(-1)) });
+        var worker = new TaskWorker(connection, new TaskWorkerOptions { Topic = h.Topic, MaxConcurrency = 1, HeartbeatInterval = TimeSpan.FromSeconds(1), TimeProvider = new SkewedClock(TimeSpan.FromMinutes(-1)) });
         worker.AddTask("busy", () => busy).AddTask("charge", () => charge);
         await worker.StartAsync();
         try

@@ -53,7 +53,8 @@ public static class Finding1Reproduction
         {
             async Task StartWorkerAsync(IWorkerTransport side)
             {
-                var worker = new TaskWorker(side, new TaskWorkerOptions { Topic = topic, MaxConcurrency = 1, HeartbeatInterval = TimeSpan.FromMilliseconds(200) });
+                // Heartbeats every second (presumed lost after 3 s), so a loaded machine does not lose a busy worker.
+                var worker = new TaskWorker(side, new TaskWorkerOptions { Topic = topic, MaxConcurrency = 1, HeartbeatInterval = TimeSpan.FromSeconds(1) });
                 worker.AddTask("long_busy", () => longBusy).AddTask("short_busy", () => shortBusy).AddTask("charge", () => charge);
                 await worker.StartAsync();
                 workers.Add(worker);
@@ -87,7 +88,8 @@ public static class Finding1Reproduction
             catch (Exception e) { error = e; }
             long endedAt = clock.ElapsedMilliseconds;
             Log($"charge flow ended {engine.State}{(error is null ? "" : $" ({error.GetType().Name}: {First(error.Message)})")}");
-            await Task.WhenAll(busyRuns).WaitAsync(TimeSpan.FromSeconds(60));
+            try { await Task.WhenAll(busyRuns).WaitAsync(TimeSpan.FromSeconds(60)); }
+            catch (Exception e) { Log($"a busy flow failed ({e.GetType().Name}: {First(e.Message)}); the charge is what is checked"); }
             await Task.Delay(Grace);
             Log($"after a {Grace.TotalSeconds:0} s grace: {billing.Describe()}");
 
