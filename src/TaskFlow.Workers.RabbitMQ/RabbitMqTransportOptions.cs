@@ -61,6 +61,36 @@ public sealed class RabbitMqTransportOptions
     /// </summary>
     public TimeSpan? TopicQueueExpiry { get; init; } = TimeSpan.FromHours(1);
 
+    /// <summary>
+    /// The largest message body the transport hands to a worker or engine (the worker protocol's bound, 4 MiB by
+    /// default). A larger body is rejected before it is copied: a request is dead-lettered, a reply or notification
+    /// dropped, and the rejection logged.
+    /// </summary>
+    public int MaxMessageBytes { get; init; } = WorkerProtocol.DefaultMaxMessageBytes;
+
+    /// <summary>
+    /// The most bytes of waiting messages a queue holds (<c>x-max-length-bytes</c> with <c>x-overflow: reject-publish</c>
+    /// on topic, reply and notification queues): a publish that would exceed it is refused by the broker, so the send
+    /// fails. It is also the connection's inbound body limit (<c>MaxInboundMessageBodySize</c>), so that any message a
+    /// queue can hold can be received and rejected cleanly: RabbitMQ.Client closes the whole connection on a larger
+    /// body, and the broker would deliver that message again after every reconnect. 16 MiB (4 × the protocol's bound)
+    /// by default; at least <see cref="MaxMessageBytes"/>. Every client must use the same value, or declaring a queue fails.
+    /// </summary>
+    public int MaxQueueBytes { get; init; } = 4 * WorkerProtocol.DefaultMaxMessageBytes;
+
+    /// <summary>
+    /// The exchange that requests rejected by a worker (malformed, oversized, replying outside the protocol's reply
+    /// addresses) are dead-lettered to: a headers exchange, declared durable; it routes to <see cref="DeadLetterQueue"/>
+    /// only what was rejected, not requests that expired. Needs RabbitMQ 3.10 or later.
+    /// </summary>
+    public string DeadLetterExchange { get; init; } = "taskflow.workers.dead";
+
+    /// <summary>The durable queue that keeps dead-lettered requests for inspection, oldest dropped first past <see cref="DeadLetterQueueBytes"/>.</summary>
+    public string DeadLetterQueue { get; init; } = "taskflow.workers.dead";
+
+    /// <summary>How many bytes of dead-lettered requests <see cref="DeadLetterQueue"/> keeps (64 MiB by default).</summary>
+    public int DeadLetterQueueBytes { get; init; } = 64 * 1024 * 1024;
+
     /// <summary>How long a publish may wait for the broker's confirmation.</summary>
     public TimeSpan PublishTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -79,6 +109,16 @@ public sealed class RabbitMqTransportOptions
     {
         var (host, port, vhost, tls) = Endpoint();
         return $"{(tls ? "amqps" : "amqp")}://{host}:{port}/{(vhost == "/" ? "" : System.Uri.EscapeDataString(vhost))}";
+    }
+
+    internal void Validate()
+    {
+        if (MaxMessageBytes < 1024) throw new ArgumentOutOfRangeException(nameof(MaxMessageBytes), MaxMessageBytes, "RabbitMqTransportOptions.MaxMessageBytes must be at least 1024.");
+        if (MaxQueueBytes < MaxMessageBytes)
+            throw new ArgumentOutOfRangeException(nameof(MaxQueueBytes), MaxQueueBytes, $"RabbitMqTransportOptions.MaxQueueBytes must be at least MaxMessageBytes ({MaxMessageBytes}).");
+        if (DeadLetterQueueBytes < 1) throw new ArgumentOutOfRangeException(nameof(DeadLetterQueueBytes), DeadLetterQueueBytes, "RabbitMqTransportOptions.DeadLetterQueueBytes must be positive.");
+        foreach (var (name, value) in new[] { (nameof(RequestExchange), RequestExchange), (nameof(NotificationExchange), NotificationExchange), (nameof(DeadLetterExchange), DeadLetterExchange), (nameof(DeadLetterQueue), DeadLetterQueue) })
+            if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"RabbitMqTransportOptions.{name} must be a non-empty name.", name);
     }
 
     internal (string Host, int Port, string VirtualHost, bool Tls) Endpoint()

@@ -24,13 +24,29 @@ public sealed class DistributedEngineOptions
     public Func<FlowTask, string> TaskName { get; init; } = ByTypeName;
 
     /// <summary>
-    /// How long a request may wait to be accepted by a worker (no live worker advertises the task yet, or its topic's
+    /// How long a request may wait to be started by a worker (no live worker advertises the task yet, or its topic's
     /// workers are all busy) before it fails with <see cref="Failures.WorkerTimeoutException"/>; TaskFlow's
-    /// <c>transition_timeout</c>, 60 s by default.
+    /// <c>transition_timeout</c>, 60 s by default. The request carries the resulting deadline: the broker drops it then,
+    /// and a worker refuses it unrun. A request that was sent fails only once it can no longer start: when a worker
+    /// refuses it, or at the deadline plus <see cref="ClockSkewMargin"/> (so its task's revert never races a late start).
     /// </summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>How long a task may run once a worker accepted it; null (the default) for no limit. The worker cancels the task then too.</summary>
+    /// <summary>
+    /// How far the engine allows workers' clocks to run behind its own (plus the time a RUNNING reply takes to arrive):
+    /// a request that no worker has reported RUNNING by its deadline is treated as not run only once the deadline plus
+    /// this margin has passed, unless a worker refuses it first (the usual case: the engine withdraws it at the
+    /// deadline, and the worker holding it answers at once). 5 s by default; keep the hosts' clocks synchronized (NTP) to
+    /// well within it.
+    /// </summary>
+    public TimeSpan ClockSkewMargin { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// How long a task may run once a worker started it; null (the default) for no limit. The worker cancels the task's
+    /// token then; the engine also asks the worker to cancel it, and waits for the worker to report that it ended (or
+    /// to be presumed lost, see <see cref="WorkerExpiry"/>) before it fails or reverts the task, so a revert never runs
+    /// while its execute may still be running on a live worker.
+    /// </summary>
     public TimeSpan? ExecutionTimeout { get; init; }
 
     /// <summary>
@@ -40,7 +56,7 @@ public sealed class DistributedEngineOptions
     public TimeSpan? WorkerExpiry { get; init; }
 
     /// <summary>
-    /// How many times a revert whose worker was lost (or that no worker accepted in time) is sent again before the revert fails. Reverts
+    /// How many times a revert whose worker was lost (or that no worker started in time) is sent again before the revert fails. Reverts
     /// must be idempotent, as in TaskFlow (a resumed flow may revert a task again). Executes are never sent again: a lost
     /// execute fails, and the flow's retry controller decides.
     /// </summary>
@@ -72,6 +88,7 @@ public sealed class DistributedEngineOptions
         ArgumentNullException.ThrowIfNull(Engine, nameof(Engine));
         ArgumentNullException.ThrowIfNull(TaskName, nameof(TaskName));
         if (RequestTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(RequestTimeout), RequestTimeout, "DistributedEngineOptions.RequestTimeout must be positive.");
+        if (ClockSkewMargin < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ClockSkewMargin), ClockSkewMargin, "DistributedEngineOptions.ClockSkewMargin must not be negative.");
         if (ExecutionTimeout is { } e && e <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(ExecutionTimeout), e, "DistributedEngineOptions.ExecutionTimeout must be positive or null.");
         if (WorkerExpiry is { } x && x <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(WorkerExpiry), x, "DistributedEngineOptions.WorkerExpiry must be positive or null.");
         if (RevertResends < 0) throw new ArgumentOutOfRangeException(nameof(RevertResends), RevertResends, "DistributedEngineOptions.RevertResends must not be negative.");

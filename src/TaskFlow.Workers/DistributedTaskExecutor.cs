@@ -8,9 +8,10 @@ namespace TaskFlow.Workers;
 /// <summary>
 /// Runs tasks on remote workers (TaskFlow's <c>WorkerTaskExecutor</c>): each execute or revert becomes a request sent
 /// to a topic whose live workers advertise the task; the executor waits for the worker's result, relays its progress to
-/// the engine, and turns a request no worker accepts in time, a task that overruns its time, or a worker that stops
-/// heartbeating into a <see cref="WorkerTimeoutException"/>. Responses for a request that is already finished are
-/// ignored, so a worker that comes back late never reports twice.
+/// the engine, and turns a request no worker starts in time, or a worker that stops heartbeating, into a
+/// <see cref="WorkerTimeoutException"/>. A timeout is never taken as "did not run" while the request might still start:
+/// see <see cref="DistributedEngineOptions.RequestTimeout"/> and <see cref="DistributedEngineOptions.ClockSkewMargin"/>.
+/// Responses for a request that is already finished are ignored, so a worker that comes back late never reports twice.
 /// </summary>
 /// <remarks>
 /// Set it as <see cref="EngineOptions.Executor"/> of any engine, or use <see cref="DistributedFlowEngine"/>. Executors on
@@ -104,7 +105,7 @@ public sealed class DistributedTaskExecutor : TaskExecutor
 }
 
 /// <summary>
-/// The worker running a request stopped heartbeating, or a sent request was never accepted: a revert may be sent again,
-/// an execute fails with <see cref="WorkerTimeoutException"/>.
+/// The worker running a request stopped heartbeating, or a sent request can no longer start (a worker refused it, or its
+/// deadline plus the clock-skew margin passed): a revert may be sent again, an execute fails with <see cref="WorkerTimeoutException"/>.
 /// </summary>
 internal sealed class WorkerLostException(string message) : Exception(message);

@@ -8,13 +8,26 @@ namespace TaskFlow.Workers;
 /// topic for another worker.
 /// </summary>
 /// <remarks>
-/// Delivery is at least once: a request that was delivered but not acknowledged (the worker died) is delivered again.
+/// Delivery is at least once until acknowledged: a request that was delivered but not acknowledged (the worker died)
+/// is delivered again. A worker acknowledges a request before it starts it, so from then on it is at most once.
 /// Handlers are called on the transport's threads, possibly concurrently; they should hand work off quickly.
 /// </remarks>
 public interface IWorkerTransport : IAsyncDisposable
 {
-    /// <summary>Sends a request to a topic, to be taken by one worker consuming it; completes once the transport has it safely.</summary>
-    Task SendRequestAsync(string topic, ReadOnlyMemory<byte> body, CancellationToken cancellationToken = default);
+    /// <summary>
+    /// Sends a request to a topic, to be taken by one worker consuming it; completes once the transport has it safely.
+    /// When it throws, the request may or may not have been queued (a confirmation can be lost), and the caller must
+    /// assume it may still be delivered until its time to live has passed.
+    /// </summary>
+    /// <param name="topic">The topic.</param>
+    /// <param name="body">The request.</param>
+    /// <param name="timeToLive">
+    /// How long the request may wait to be delivered: once it has passed, the transport drops the request instead of
+    /// delivering it (RabbitMQ: the message's expiration). Null: it may wait forever. A request already delivered is not
+    /// affected; workers refuse expired requests themselves.
+    /// </param>
+    /// <param name="cancellationToken">Cancels waiting for the transport.</param>
+    Task SendRequestAsync(string topic, ReadOnlyMemory<byte> body, TimeSpan? timeToLive = null, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Starts taking requests from a topic. At most <paramref name="prefetch"/> delivered requests are unacknowledged at
@@ -52,6 +65,17 @@ public abstract class WorkerDelivery
     /// <summary>Whether the transport delivered this request before (to a worker that did not acknowledge it).</summary>
     public abstract bool Redelivered { get; }
 
-    /// <summary>Acknowledges the request: it will not be delivered again, even if this worker dies.</summary>
+    /// <summary>
+    /// Acknowledges the request: it will not be delivered again, even if this worker dies.
+    /// Throws when the acknowledgement cannot be made (the channel or consumer is closed, so the request goes back to
+    /// its topic); the worker must then not run it.
+    /// </summary>
     public abstract Task AcknowledgeAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Rejects a request that cannot be served (malformed, oversized, with a reply address outside the protocol's):
+    /// it is not delivered again; the transport dead-letters it where it can (RabbitMQ: the dead-letter exchange), or
+    /// drops it.
+    /// </summary>
+    public abstract Task RejectAsync(CancellationToken cancellationToken = default);
 }

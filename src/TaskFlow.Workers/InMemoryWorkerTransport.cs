@@ -5,7 +5,8 @@ namespace TaskFlow.Workers;
 /// <summary>
 /// The message broker behind <see cref="InMemoryWorkerTransport"/> connections: topic queues with acknowledgements and
 /// redelivery, reply addresses and a notification fanout, all in this process. Share one broker between the
-/// connections of an engine and its workers.
+/// connections of an engine and its workers. Like RabbitMQ it honours a request's time to live (an expired request is
+/// dropped, never delivered), and requests a worker rejects are dropped (counted, as there is no dead-letter queue here).
 /// </summary>
 public sealed class InMemoryWorkerBroker
 {
@@ -13,19 +14,37 @@ public sealed class InMemoryWorkerBroker
     private readonly Dictionary<string, TopicQueue> _topics = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Pump<ReadOnlyMemory<byte>>> _replies = new(StringComparer.Ordinal);
     private readonly List<Pump<ReadOnlyMemory<byte>>> _subscribers = [];
+    private long _rejected;
+    private long _expired;
 
-    /// <summary>How many requests wait in a topic's queue (delivered but unacknowledged ones not counted).</summary>
+    /// <summary>The clock that times requests' time to live.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>How many requests wait in a topic's queue (delivered but unacknowledged ones, and expired ones, not counted).</summary>
     public int CountWaiting(string topic)
     {
-        lock (_gate) return _topics.TryGetValue(topic, out var q) ? q.Messages.Count : 0;
+        lock (_gate)
+        {
+            if (!_topics.TryGetValue(topic, out var q)) return 0;
+            DropExpired(q);
+            return q.Messages.Count;
+        }
     }
 
-    internal void Enqueue(string topic, ReadOnlyMemory<byte> body, bool redelivered, bool atFront = false)
+    /// <summary>How many delivered requests workers rejected (RabbitMQ would dead-letter them).</summary>
+    internal long CountRejected => Interlocked.Read(ref _rejected);
+
+    /// <summary>How many requests expired before they could be delivered.</summary>
+    internal long CountExpired => Interlocked.Read(ref _expired);
+
+    internal void Enqueue(string topic, ReadOnlyMemory<byte> body, bool redelivered, TimeSpan? timeToLive = null) =>
+        Enqueue(topic, new QueuedMessage(body.ToArray(), redelivered, timeToLive is { } ttl ? TimeProvider.GetUtcNow() + ttl : null));
+
+    private void Enqueue(string topic, QueuedMessage message, bool atFront = false)
     {
         lock (_gate)
         {
             var q = Topic(topic);
-            var message = new QueuedMessage(body.ToArray(), redelivered);
             if (atFront)
             {
                 var rest = q.Messages.ToArray();
@@ -56,26 +75,32 @@ public sealed class InMemoryWorkerBroker
         lock (_gate)
         {
             if (!_topics.TryGetValue(consumer.Topic, out var q) || !q.Consumers.Remove(consumer)) return;
+            consumer.Removed = true;
             requeue = [.. consumer.Unacked.Values];
             consumer.Unacked.Clear();
             consumer.Pump.Complete();
         }
-        // Unacknowledged requests go back to the front of the queue, marked redelivered, as a broker does on disconnect.
-        foreach (var m in requeue.AsEnumerable().Reverse()) Enqueue(consumer.Topic, m.Body, redelivered: true, atFront: true);
+        // Unacknowledged requests go back to the front of the queue, marked redelivered, as a broker does on disconnect
+        // (keeping their expiry, as RabbitMQ keeps a requeued message's expiration).
+        foreach (var m in requeue.AsEnumerable().Reverse()) Enqueue(consumer.Topic, m with { Redelivered = true }, atFront: true);
     }
 
-    internal void Acknowledge(Consumer consumer, long tag)
+    // Settles a delivery (ack or reject). One that is no longer outstanding (its consumer stopped, so it was requeued for
+    // another worker, or it was settled before) cannot be settled: the worker must not run it.
+    internal void Settle(Consumer consumer, long tag, bool rejected)
     {
         lock (_gate)
         {
-            if (!consumer.Unacked.Remove(tag)) return;
+            if (consumer.Removed || !consumer.Unacked.Remove(tag))
+                throw new InvalidOperationException($"Delivery {tag} on topic '{consumer.Topic}' is no longer outstanding: its consumer stopped (the request went back to its topic) or it was settled already.");
+            if (rejected) Interlocked.Increment(ref _rejected);
             if (_topics.TryGetValue(consumer.Topic, out var q)) Dispatch(q);
         }
     }
 
     internal string AddReplyEndpoint(Func<ReadOnlyMemory<byte>, Task> handler)
     {
-        var address = "reply." + Guid.NewGuid().ToString("N");
+        var address = WorkerProtocol.ReplyAddressPrefix + Guid.NewGuid().ToString("N");
         lock (_gate) _replies[address] = new Pump<ReadOnlyMemory<byte>>(handler);
         return address;
     }
@@ -119,9 +144,24 @@ public sealed class InMemoryWorkerBroker
         return q;
     }
 
-    // Round-robin over the consumers with room under their prefetch; called under the lock.
-    private static void Dispatch(TopicQueue q)
+    // Expired requests are dropped, never delivered; called under the lock.
+    private void DropExpired(TopicQueue q)
     {
+        if (q.Messages.Count == 0) return;
+        var now = TimeProvider.GetUtcNow();
+        bool any = false;
+        foreach (var m in q.Messages) if (m.ExpiresAt <= now) { any = true; break; }
+        if (!any) return;
+        var kept = q.Messages.Where(m => !(m.ExpiresAt <= now)).ToList();
+        Interlocked.Add(ref _expired, q.Messages.Count - kept.Count);
+        q.Messages.Clear();
+        foreach (var m in kept) q.Messages.Enqueue(m);
+    }
+
+    // Round-robin over the consumers with room under their prefetch; called under the lock.
+    private void Dispatch(TopicQueue q)
+    {
+        DropExpired(q);
         while (q.Messages.Count > 0 && q.Consumers.Count > 0)
         {
             Consumer? chosen = null;
@@ -150,7 +190,7 @@ public sealed class InMemoryWorkerBroker
         public int NextConsumer;
     }
 
-    internal readonly record struct QueuedMessage(byte[] Body, bool Redelivered);
+    internal readonly record struct QueuedMessage(byte[] Body, bool Redelivered, DateTimeOffset? ExpiresAt);
 
     internal sealed class Consumer(InMemoryWorkerBroker broker, InMemoryWorkerTransport connection, string topic, int prefetch, Func<WorkerDelivery, Task> handler)
     {
@@ -160,6 +200,7 @@ public sealed class InMemoryWorkerBroker
         public int Prefetch { get; } = prefetch;
         public Dictionary<long, QueuedMessage> Unacked { get; } = [];
         public long LastTag;
+        public bool Removed;
         public Pump<WorkerDelivery> Pump { get; } = new(handler);
     }
 
@@ -171,7 +212,14 @@ public sealed class InMemoryWorkerBroker
         public override Task AcknowledgeAsync(CancellationToken cancellationToken = default)
         {
             consumer.Connection.ThrowIfClosed();
-            consumer.Broker.Acknowledge(consumer, tag);
+            consumer.Broker.Settle(consumer, tag, rejected: false);
+            return Task.CompletedTask;
+        }
+
+        public override Task RejectAsync(CancellationToken cancellationToken = default)
+        {
+            consumer.Connection.ThrowIfClosed();
+            consumer.Broker.Settle(consumer, tag, rejected: true);
             return Task.CompletedTask;
         }
     }
@@ -240,11 +288,12 @@ public sealed class InMemoryWorkerTransport : IWorkerTransport
     }
 
     /// <inheritdoc />
-    public Task SendRequestAsync(string topic, ReadOnlyMemory<byte> body, CancellationToken cancellationToken = default)
+    public Task SendRequestAsync(string topic, ReadOnlyMemory<byte> body, TimeSpan? timeToLive = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(topic);
         var copy = body.ToArray();
-        Send(() => Broker.Enqueue(topic, copy, redelivered: false));
+        // A held (paused) request's time to live runs from when it reaches the broker, as with a slow network.
+        Send(() => Broker.Enqueue(topic, copy, redelivered: false, timeToLive));
         return Task.CompletedTask;
     }
 

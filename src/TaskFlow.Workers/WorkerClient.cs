@@ -13,6 +13,15 @@ namespace TaskFlow.Workers;
 /// expires overdue ones. Requests move WAITING (no live worker yet) → PENDING (sent) → RUNNING (a worker accepted it)
 /// → finished; only the first final response counts.
 /// </summary>
+/// <remarks>
+/// A request's outcome is only ever concluded from what is known. A sent request that no worker has reported RUNNING
+/// is "not started yet", never "did not run": it carries a deadline (sent + <see cref="DistributedEngineOptions.RequestTimeout"/>),
+/// after which no worker starts it; at the deadline the client withdraws it (a cancel on the notification channel) and
+/// it fails as not run only once a worker refuses it, or the deadline plus
+/// <see cref="DistributedEngineOptions.ClockSkewMargin"/> has passed. A RUNNING request fails only with its final
+/// response or when its worker is presumed lost; one that overruns its execution timeout is asked to cancel, and
+/// waited for.
+/// </remarks>
 internal sealed class WorkerClient
 {
     private static readonly ConditionalWeakTable<IWorkerTransport, WorkerClient> Clients = [];
@@ -46,10 +55,18 @@ internal sealed class WorkerClient
     public async Task<TaskResponse> SendAsync(TaskRequest request, DistributedEngineOptions options, TaskContext context)
     {
         var replyTo = await EnsureStartedAsync().ConfigureAwait(false);
-        request = request with { ReplyTo = replyTo };
-        var pending = new Pending(request, WorkerProtocol.Serialize(request), options, context, _time.GetUtcNow());
+        var createdAt = _time.GetUtcNow();
+        request = request with { ReplyTo = replyTo, Deadline = createdAt + options.RequestTimeout };
+        var pending = new Pending(request, WorkerProtocol.Serialize(request), options, context, createdAt);
         if (!_pending.TryAdd(request.Id, pending)) throw new InvalidOperationException($"Request id '{request.Id}' is already in use.");
-        using var registration = context.CancellationToken.Register(static p => ((Pending)p!).Done.TrySetCanceled(((Pending)p).Context.CancellationToken), pending);
+        using var registration = context.CancellationToken.Register(static state =>
+        {
+            var (client, p) = ((WorkerClient, Pending))state!;
+            if (!p.Done.TrySetCanceled(p.Context.CancellationToken)) return;
+            // The run stops waiting; a request not started yet is withdrawn, so that it does not run behind the
+            // resumed run's back (a started one goes on, as the docs say: remote tasks are not interrupted).
+            if (p.State == RequestState.Pending) client.Withdraw(p);
+        }, (this, pending));
         try
         {
             StartSweep();
@@ -150,6 +167,18 @@ internal sealed class WorkerClient
                     catch (Exception e) { WorkerLog.EngineRejected(Logger, $"progress of request {response.Id} could not be reported: {e.Message}"); }
                 }
                 break;
+            case ResponseState.Failure when response.Refused is { } reason:
+                // The worker says it did not run the request and never will. Believed only from the worker that took
+                // it (or before any did): another worker may have taken over a redelivered copy.
+                bool fromOwner;
+                lock (p) fromOwner = p.State == RequestState.Pending || p.WorkerId == response.WorkerId;
+                if (!fromOwner)
+                {
+                    WorkerLog.LateResponse(Logger, "refused FAILURE", response.Id, response.WorkerId);
+                    break;
+                }
+                Fail(p, new WorkerLostException($"{Describe(p.Request)}: refused unrun by worker '{response.WorkerId}' ({reason}): {response.Failure!.Message}"));
+                break;
             case ResponseState.Success:
             case ResponseState.Failure:
                 p.Done.TrySetResult(response);
@@ -158,12 +187,37 @@ internal sealed class WorkerClient
         return Task.CompletedTask;
     }
 
+    /// <summary>Withdraws a request: every worker hears it; one holding it unstarted refuses it (and says so).</summary>
+    private void Withdraw(Pending p)
+    {
+        lock (p)
+        {
+            if (p.WithdrawalSent) return;
+            p.WithdrawalSent = true;
+        }
+        _ = WithdrawAsync(p.Request);
+    }
+
+    private async Task WithdrawAsync(TaskRequest request)
+    {
+        try
+        {
+            var body = WorkerProtocol.Serialize(new CancelRequest(request.Id) { Deadline = request.Deadline });
+            await _transport.PublishNotificationAsync(body).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            WorkerLog.WithdrawalFailed(Logger, e, request.Id);
+        }
+    }
+
     private void TryDispatch(Pending p)
     {
         string? topic;
         lock (p)
         {
             if (p.State != RequestState.Waiting || p.Done.Task.IsCompleted) return;
+            if (_time.GetUtcNow() >= p.Request.Deadline) return; // too late to send: the sweep fails it, never sent
             topic = ChooseTopic(p);
             if (topic is null) return;
             p.State = RequestState.Pending;
@@ -176,12 +230,16 @@ internal sealed class WorkerClient
     {
         try
         {
-            await _transport.SendRequestAsync(topic, p.Body).ConfigureAwait(false);
+            // The transport drops the request once its deadline has passed (RabbitMQ: the message's expiration).
+            var timeToLive = p.Request.Deadline!.Value - _time.GetUtcNow();
+            await _transport.SendRequestAsync(topic, p.Body, timeToLive > TimeSpan.Zero ? timeToLive : TimeSpan.FromMilliseconds(1)).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            p.Done.TrySetException(new WorkerTimeoutException(
-                $"Task '{p.Request.TaskName}' (atom '{p.Request.AtomName}') could not be sent to topic '{topic}': {e.Message}"));
+            // A send that failed may still have been queued (a lost confirmation): the request stays PENDING and is
+            // concluded like any unanswered one, by a refusal or once its deadline plus the margin has passed.
+            WorkerLog.SendUncertain(Logger, e, p.Request.Id, topic);
+            lock (p) p.SendError = e.Message;
         }
     }
 
@@ -246,22 +304,29 @@ internal sealed class WorkerClient
             runningSince = p.RunningSince;
         }
         var r = p.Request;
-        string task = $"Task '{r.TaskName}' (atom '{r.AtomName}', {(r.Action == TaskAction.Execute ? "execute" : "revert")}, request {r.Id})";
+        var deadline = r.Deadline!.Value;
         switch (state)
         {
             case RequestState.Waiting:
                 TryDispatch(p);
-                if (p.State == RequestState.Waiting && now - p.CreatedAt > p.Options.RequestTimeout)
+                if (p.State == RequestState.Waiting && now >= deadline)
                 {
                     var where = p.Options.Topics is { } ts ? $"on topic(s) {string.Join(", ", ts)} " : "";
-                    Fail(p, new WorkerTimeoutException($"{task}: request timed out after {Seconds(p.Options.RequestTimeout)}: no live worker {where}advertises task '{r.TaskName}'. Start a worker that registers it, or raise DistributedEngineOptions.RequestTimeout."));
+                    Fail(p, new WorkerTimeoutException($"{Describe(r)}: request timed out after {Seconds(p.Options.RequestTimeout)}: no live worker {where}advertises task '{r.TaskName}'. Start a worker that registers it, or raise DistributedEngineOptions.RequestTimeout."));
                 }
                 break;
             case RequestState.Pending:
-                // Sent but never accepted: still queued behind busy workers, or taken by a worker that died before its
-                // RUNNING got out. Either way it did not run here; a revert may be sent again, an execute fails.
-                if (now - p.CreatedAt > p.Options.RequestTimeout)
-                    Fail(p, new WorkerLostException($"{task}: request timed out after {Seconds(p.Options.RequestTimeout)}: no worker on topic '{p.Topic}' accepted it (they may be busy or gone). Add workers, or raise DistributedEngineOptions.RequestTimeout."));
+                // Sent, and no worker has said RUNNING: still queued behind busy workers, held by a worker waiting for a
+                // slot, or taken by a worker that died before announcing it. Unknown until it can no longer start:
+                // withdrawn at its deadline, concluded on a refusal or once the deadline plus the clock-skew margin passed.
+                if (now >= deadline) Withdraw(p);
+                if (now >= deadline + p.Options.ClockSkewMargin)
+                {
+                    string? sendError;
+                    lock (p) sendError = p.SendError;
+                    var cause = sendError is null ? "" : $" (sending it reported: {sendError})";
+                    Fail(p, new WorkerLostException($"{Describe(r)}: request timed out after {Seconds(p.Options.RequestTimeout)}: no worker on topic '{p.Topic}' started it before its deadline{cause}, and with the {Seconds(p.Options.ClockSkewMargin)} clock-skew margin past, none can start it any more (the workers may be busy or gone). Add workers, or raise DistributedEngineOptions.RequestTimeout."));
+                }
                 break;
             case RequestState.Running:
                 WorkerInfo? w;
@@ -271,15 +336,21 @@ internal sealed class WorkerClient
                 if (silence > expiry)
                 {
                     WorkerLog.WorkerLost(Logger, workerId!, w?.Topic ?? p.Topic ?? "?", silence);
-                    Fail(p, new WorkerLostException($"{task}: worker '{workerId}' on topic '{w?.Topic ?? p.Topic}' has sent no heartbeat for {Seconds(silence)} (expiry {Seconds(expiry)}) while running it; the worker is presumed lost."));
+                    Fail(p, new WorkerLostException($"{Describe(r)}: worker '{workerId}' on topic '{w?.Topic ?? p.Topic}' has sent no heartbeat for {Seconds(silence)} (expiry {Seconds(expiry)}) while running it; the worker is presumed lost."));
                 }
-                else if (p.Options.ExecutionTimeout is { } limit && now - runningSince > limit + SweepInterval * 5)
+                else if (p.Options.ExecutionTimeout is { } limit && now - runningSince > limit + SweepInterval * 5 && !p.WithdrawalSent)
                 {
-                    Fail(p, new WorkerTimeoutException($"{task}: ran longer than its {Seconds(limit)} execution timeout on worker '{workerId}'."));
+                    // The worker cancels the task's token at its timeout itself; this asks again, and waits: while the
+                    // worker is alive the task may still be running, and its revert must not start before it ends.
+                    Withdraw(p);
+                    WorkerLog.RequestUnsettled(Logger, r.Id, r.TaskName, $"{Describe(r)} ran longer than its {Seconds(limit)} execution timeout on worker '{workerId}'; the worker was asked to cancel it, and the engine waits for it to end (or for the worker to be presumed lost) before going on.");
                 }
                 break;
         }
     }
+
+    private static string Describe(TaskRequest r) =>
+        $"Task '{r.TaskName}' (atom '{r.AtomName}', {(r.Action == TaskAction.Execute ? "execute" : "revert")}, request {r.Id})";
 
     private void Fail(Pending p, Exception e)
     {
@@ -299,6 +370,8 @@ internal sealed class WorkerClient
         public DateTimeOffset CreatedAt { get; } = createdAt;
         public TaskCompletionSource<TaskResponse> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public RequestState State;
+        public bool WithdrawalSent;
+        public string? SendError;
         public string? Topic;
         public string? WorkerId;
         public DateTimeOffset RunningSince;

@@ -29,6 +29,9 @@ internal static partial class WorkerLog
     [LoggerMessage(EventId = 8, Level = LogLevel.Debug, Message = "Worker {WorkerId} ignored a {Type} message on the notification channel")]
     public static partial void IgnoredNotification(ILogger logger, string workerId, string type);
 
+    [LoggerMessage(EventId = 9, Level = LogLevel.Information, Message = "Worker {WorkerId} refused request {RequestId} for task {TaskName} without running it ({Reason})")]
+    public static partial void Refused(ILogger logger, string workerId, string requestId, string taskName, string reason);
+
     [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Engine rejected a message: {Reason}")]
     public static partial void EngineRejected(ILogger logger, string reason);
 
@@ -46,4 +49,13 @@ internal static partial class WorkerLog
 
     [LoggerMessage(EventId = 25, Level = LogLevel.Warning, Message = "Engine could not send a discovery request")]
     public static partial void DiscoveryFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 26, Level = LogLevel.Warning, Message = "Request {RequestId} for task {TaskName}: {Reason}")]
+    public static partial void RequestUnsettled(ILogger logger, string requestId, string taskName, string reason);
+
+    [LoggerMessage(EventId = 27, Level = LogLevel.Warning, Message = "Engine could not send the withdrawal of request {RequestId}")]
+    public static partial void WithdrawalFailed(ILogger logger, Exception exception, string requestId);
+
+    [LoggerMessage(EventId = 28, Level = LogLevel.Warning, Message = "Request {RequestId} could not be sent to topic {Topic}; it may still be queued, so it is treated as sent")]
+    public static partial void SendUncertain(ILogger logger, Exception exception, string requestId, string topic);
 }

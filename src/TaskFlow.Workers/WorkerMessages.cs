@@ -53,6 +53,13 @@ public sealed record TaskRequest(string Id, string TaskName, string AtomName, Ta
     /// <summary>How long the task may run once started; the worker cancels it after that. Null: no limit.</summary>
     public TimeSpan? Timeout { get; init; }
 
+    /// <summary>
+    /// The instant (by the engine's clock) after which no worker may start the request: a worker refuses it unrun, and
+    /// the engine, once this instant plus its clock-skew margin has passed without a RUNNING, knows it never ran.
+    /// Null (requests from older engines): no deadline.
+    /// </summary>
+    internal DateTimeOffset? Deadline { get; init; }
+
     internal static readonly IReadOnlyDictionary<string, Failure> EmptyFailures = new Dictionary<string, Failure>(StringComparer.Ordinal);
 }
 
@@ -73,6 +80,38 @@ public sealed record TaskResponse(string Id, ResponseState State, string WorkerI
 
     /// <summary>For <see cref="ResponseState.Progress"/>: the details the task gave, as JSON.</summary>
     public JsonElement? Details { get; init; }
+
+    /// <summary>
+    /// For <see cref="ResponseState.Failure"/>: set when the worker refused the request without running any of the
+    /// task's code, and never will (it expired, was withdrawn, or its RUNNING could not be sent); the reason, one of
+    /// the <see cref="Refusals"/>. Null for a failure of the task itself.
+    /// </summary>
+    internal string? Refused { get; init; }
+}
+
+/// <summary>Why a worker refused a request unrun (<see cref="TaskResponse.Refused"/>).</summary>
+internal static class Refusals
+{
+    /// <summary>The request's deadline had passed when the worker could have started it.</summary>
+    public const string Expired = "expired";
+
+    /// <summary>The engine withdrew the request (a <see cref="CancelRequest"/>) before it started.</summary>
+    public const string Withdrawn = "withdrawn";
+
+    /// <summary>The worker could not tell the engine it started (RUNNING was not confirmed), so it did not start.</summary>
+    public const string NotAnnounced = "not_announced";
+}
+
+/// <summary>
+/// An engine withdraws a request (on the notification channel, so every worker hears it): a worker holding it unstarted
+/// refuses it and says so (the acknowledgement); a worker that receives it later refuses it too; a worker running it
+/// cancels the task's token. Workers remember the id until <see cref="Deadline"/> has long passed.
+/// </summary>
+/// <param name="Id">The request id.</param>
+internal sealed record CancelRequest(string Id) : WorkerMessage
+{
+    /// <summary>The request's deadline, if it has one.</summary>
+    public DateTimeOffset? Deadline { get; init; }
 }
 
 /// <summary>

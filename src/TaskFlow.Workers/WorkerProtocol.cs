@@ -8,7 +8,7 @@ namespace TaskFlow.Workers;
 
 /// <summary>
 /// The worker protocol's JSON form. Every message is one UTF-8 JSON object with <c>"version"</c> (<see cref="Version"/>)
-/// and <c>"type"</c> (<c>request</c>, <c>response</c>, <c>notify</c>, <c>discover</c>); failures use the persistence
+/// and <c>"type"</c> (<c>request</c>, <c>response</c>, <c>notify</c>, <c>discover</c>, <c>cancel</c>); failures use the persistence
 /// failure form (<see cref="PersistenceJson"/>). <see cref="Parse"/> validates everything it reads and throws
 /// <see cref="WorkerProtocolException"/> naming the fault; it never instantiates a type named by the message.
 /// Properties it does not know are ignored, so a newer sender may add optional fields without a version change.
@@ -20,6 +20,12 @@ public static class WorkerProtocol
 
     /// <summary>The default bound on a message's size: 4 MiB.</summary>
     public const int DefaultMaxMessageBytes = 4 * 1024 * 1024;
+
+    /// <summary>
+    /// Every reply address starts with this: a worker replies only to addresses under it, so a request cannot make a
+    /// worker publish into an arbitrary queue of the broker.
+    /// </summary>
+    internal const string ReplyAddressPrefix = "taskflow.reply.";
 
     private const int MaxIdLength = 128;
     private const int MaxNameLength = 1024;
@@ -78,6 +84,7 @@ public static class WorkerProtocol
                         w.WriteEndObject();
                     }
                     if (r.Timeout is { } t) w.WriteNumber("timeout_ms", (long)t.TotalMilliseconds);
+                    if (r.Deadline is { } d) w.WriteNumber("deadline_ms", d.ToUnixTimeMilliseconds());
                     break;
                 case TaskResponse s:
                     w.WriteString("type", "response");
@@ -93,6 +100,7 @@ public static class WorkerProtocol
                         case ResponseState.Failure:
                             w.WritePropertyName("failure");
                             WriteFailure(w, s.Failure ?? throw new ArgumentException($"Response '{s.Id}' is a FAILURE without a failure.", nameof(message)));
+                            if (s.Refused is { } refused) w.WriteString("refused", refused);
                             break;
                         case ResponseState.Progress:
                             w.WriteNumber("progress", s.Progress);
@@ -113,6 +121,11 @@ public static class WorkerProtocol
                     break;
                 case DiscoveryRequest:
                     w.WriteString("type", "discover");
+                    break;
+                case CancelRequest c:
+                    w.WriteString("type", "cancel");
+                    w.WriteString("id", c.Id);
+                    if (c.Deadline is { } cd) w.WriteNumber("deadline_ms", cd.ToUnixTimeMilliseconds());
                     break;
                 default:
                     throw new ArgumentException($"Unknown worker message type {message.GetType().Name}.", nameof(message));
@@ -156,6 +169,7 @@ public static class WorkerProtocol
                 "response" => ReadResponse(root),
                 "notify" => ReadNotification(root),
                 "discover" => new DiscoveryRequest(),
+                "cancel" => ReadCancel(root),
                 _ => throw new WorkerProtocolException($"Message has unknown type '{Truncate(type)}'."),
             };
         }
@@ -218,7 +232,7 @@ public static class WorkerProtocol
                 throw new WorkerProtocolException($"Request '{id}' has an invalid \"timeout_ms\": expected a positive whole number of milliseconds.");
             timeout = TimeSpan.FromMilliseconds(ms);
         }
-        var request = new TaskRequest(id, task, atom, action, arguments, replyTo) { Timeout = timeout };
+        var request = new TaskRequest(id, task, atom, action, arguments, replyTo) { Timeout = timeout, Deadline = OptionalInstant(root, "deadline_ms", $"Request '{id}'") };
         if (action == TaskAction.Execute) return request;
 
         if (!root.TryGetProperty("result", out var result) || result.ValueKind != JsonValueKind.Object)
@@ -268,7 +282,14 @@ public static class WorkerProtocol
                     throw new WorkerProtocolException($"SUCCESS response '{id}' has no \"result\".");
                 return response with { Result = r.Clone() };
             case ResponseState.Failure:
-                return response with { Failure = ReadFailure(root, "failure", $"FAILURE response '{id}'") };
+                string? refused = null;
+                if (root.TryGetProperty("refused", out var rf) && rf.ValueKind != JsonValueKind.Null)
+                {
+                    if (rf.ValueKind != JsonValueKind.String || rf.GetString() is not { Length: > 0 and <= 64 } reason)
+                        throw new WorkerProtocolException($"FAILURE response '{id}' has a \"refused\" that is not a short non-empty string.");
+                    refused = reason;
+                }
+                return response with { Failure = ReadFailure(root, "failure", $"FAILURE response '{id}'"), Refused = refused };
             case ResponseState.Progress:
                 if (!root.TryGetProperty("progress", out var p) || p.ValueKind != JsonValueKind.Number || !p.TryGetDouble(out double progress) || !double.IsFinite(progress))
                     throw new WorkerProtocolException($"PROGRESS response '{id}' has no numeric \"progress\".");
@@ -280,6 +301,32 @@ public static class WorkerProtocol
             default:
                 return response;
         }
+    }
+
+    private static CancelRequest ReadCancel(JsonElement root)
+    {
+        var id = RequiredString(root, "id", "cancel request", MaxIdLength);
+        return new CancelRequest(id) { Deadline = OptionalInstant(root, "deadline_ms", $"Cancel request '{id}'") };
+    }
+
+    // An instant as whole milliseconds since the Unix epoch, within the years DateTimeOffset can hold.
+    private static DateTimeOffset? OptionalInstant(JsonElement root, string property, string what)
+    {
+        if (!root.TryGetProperty(property, out var p) || p.ValueKind == JsonValueKind.Null) return null;
+        if (p.ValueKind != JsonValueKind.Number || !p.TryGetInt64(out long ms) || ms <= 0 || ms > MaxUnixMilliseconds)
+            throw new WorkerProtocolException($"{what} has an invalid \"{property}\": expected a positive whole number of milliseconds since 1970-01-01 UTC.");
+        return DateTimeOffset.FromUnixTimeMilliseconds(ms);
+    }
+
+    private static readonly long MaxUnixMilliseconds = DateTimeOffset.MaxValue.ToUnixTimeMilliseconds();
+
+    /// <summary>Whether a request's reply-to is an address this protocol lets a worker reply to.</summary>
+    internal static bool IsReplyAddress(string replyTo)
+    {
+        if (replyTo.Length <= ReplyAddressPrefix.Length || !replyTo.StartsWith(ReplyAddressPrefix, StringComparison.Ordinal)) return false;
+        foreach (char c in replyTo.AsSpan(ReplyAddressPrefix.Length))
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')) return false;
+        return true;
     }
 
     private static WorkerNotification ReadNotification(JsonElement root)

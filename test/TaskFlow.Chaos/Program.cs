@@ -30,6 +30,7 @@ static async Task<int> Dispatch(string[] args) => args[0] switch
     FaultsChaos.LockHolderCommand => await FaultsChaos.HoldLockAsync(args[1..]),
     "workers" => await WorkersChaos.RunAsync(args[1..]),
     "workers-bench" => await WorkersChaos.RunBenchmarkAsync(args[1..]),
+    "workers-finding1" => await WorkersChaos.RunFinding1Async(args[1..]),
     WorkersChaos.ChildCommand => await WorkersChaos.RunWorkerProcessAsync(args[1..]),
     "-h" or "--help" or "help" => Usage(0),
     _ => Usage(),
@@ -62,10 +63,16 @@ static int Usage(int code = 2)
           faults [--backend sqlite|postgres|all] [--rounds N]
               The store goes away mid-run (another process locks the SQLite file; a private PostgreSQL server is
               stopped and started again): the run stops with a clear PersistenceException, then resumes to the end.
-          workers --workers W --flows F --kill-every K [--concurrency C] [--seed S]
-              Runs F flows on distributed engines against W worker processes over RabbitMQ (TASKFLOW_AMQP),
-              SIGKILLs a worker every K started tasks and starts another, and checks every flow ends in its
-              expected state with each task's effect applied once or reverted, none doubled.
+          workers [--scenario kills|backlog] [--workers W] [--slots N] [--flows F] [--concurrency C] [--kill-every K]
+                  [--request-timeout-ms T] [--margin-ms M] [--execute-ms MIN-MAX] [--grace-ms G] [--seed S] [--self-test true]
+              Runs F flows on distributed engines against W worker processes over RabbitMQ (TASKFLOW_AMQP).
+              kills: SIGKILLs a worker every K started tasks and starts another. backlog: fewer slots than
+              requests and a RequestTimeout below the queue wait, so timeouts fire. Every apply and revert is
+              counted per request id after a grace period: no request applied twice, no effect applied after its
+              flow REVERTED or left unreverted in it, each task of a SUCCESS flow applied once. --self-test true
+              runs a broken variant (deadlines ignored, timeout taken as "did not run") that must fail.
+          workers-finding1 [--transport memory|rabbitmq|both]
+              The reproduction of review finding 1 (a timed-out queued execute running after its flow reverted).
           workers-bench [--workers 1,4] [--requests N] [--concurrency C]
               Remote task round trips per second over RabbitMQ with each number of worker processes.
         """);

@@ -6,6 +6,20 @@ using TaskFlow.Flows;
 
 namespace TaskFlow.Workers.Tests;
 
+/// <summary>Polls a condition until it holds, failing with what was awaited after a generous limit.</summary>
+public static class Eventually
+{
+    public static async Task WaitUntilAsync(Func<bool> condition, string what, int seconds = 10)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"Timed out waiting until {what}.");
+            await Task.Delay(20);
+        }
+    }
+}
+
 /// <summary>Collects log entries so tests can check that a rejection was logged with its reason.</summary>
 public sealed class ListLogger : ILogger<TaskWorker>
 {
@@ -65,12 +79,15 @@ public sealed class DistributedHarness : IAsyncDisposable
         return (worker, connection);
     }
 
-    public DistributedEngineOptions Options(EngineOptions? engine = null, TimeSpan? requestTimeout = null, TimeSpan? expiry = null, TimeSpan? executionTimeout = null, IReadOnlyList<string>? topics = null) => new()
+    public DistributedEngineOptions Options(EngineOptions? engine = null, TimeSpan? requestTimeout = null, TimeSpan? expiry = null, TimeSpan? executionTimeout = null, IReadOnlyList<string>? topics = null, TimeSpan? margin = null, int revertResends = 3) => new()
     {
         Transport = EngineTransport,
         Topics = topics ?? [Topic],
         TaskName = DistributedEngineOptions.ByAtomName,
         RequestTimeout = requestTimeout ?? TimeSpan.FromSeconds(10),
+        // One process, one clock: the margin only covers how late a RUNNING may arrive.
+        ClockSkewMargin = margin ?? TimeSpan.FromSeconds(1),
+        RevertResends = revertResends,
         WorkerExpiry = expiry,
         ExecutionTimeout = executionTimeout,
         Engine = engine ?? new EngineOptions(),

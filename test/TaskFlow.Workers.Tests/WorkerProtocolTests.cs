@@ -57,6 +57,25 @@ public sealed class WorkerProtocolTests
     }
 
     [Fact]
+    public void Deadline_RefusalAndWithdrawal_RoundTrip()
+    {
+        var deadline = DateTimeOffset.FromUnixTimeMilliseconds(1_760_000_000_123);
+        var request = new TaskRequest("r1", "t", "a", TaskAction.Execute, new Dictionary<string, JsonElement>(), "taskflow.reply.x") { Deadline = deadline };
+        var bytes = WorkerProtocol.Serialize(request);
+        Assert.Contains("\"deadline_ms\":1760000000123", Encoding.UTF8.GetString(bytes));
+        Assert.Equal(deadline, Assert.IsType<TaskRequest>(WorkerProtocol.Parse(bytes)).Deadline);
+        // Requests of older engines carry none.
+        Assert.Null(Assert.IsType<TaskRequest>(WorkerProtocol.Parse(WorkerProtocol.Serialize(request with { Deadline = null }))).Deadline);
+
+        var refusal = new TaskResponse("r1", ResponseState.Failure, "w") { Failure = new Failure(["X"], "no"), Refused = Refusals.Expired };
+        Assert.Equal(Refusals.Expired, Assert.IsType<TaskResponse>(WorkerProtocol.Parse(WorkerProtocol.Serialize(refusal))).Refused);
+        Assert.Null(Assert.IsType<TaskResponse>(WorkerProtocol.Parse(WorkerProtocol.Serialize(refusal with { Refused = null }))).Refused);
+
+        var cancel = Assert.IsType<CancelRequest>(WorkerProtocol.Parse(WorkerProtocol.Serialize(new CancelRequest("r1") { Deadline = deadline })));
+        Assert.Equal(("r1", deadline), (cancel.Id, cancel.Deadline));
+    }
+
+    [Fact]
     public void Parse_Oversized_IsRejectedBeforeParsing()
     {
         var big = "{\"version\":1,\"type\":\"discover\",\"pad\":\"" + new string('x', 5000) + "\"}";
@@ -84,6 +103,11 @@ public sealed class WorkerProtocolTests
     [InlineData("""{"version":1,"type":"request","id":"1","task":"","atom":"a","action":"execute","reply_to":"r","arguments":{}}""", "empty \"task\"")]
     [InlineData("""{"version":1,"type":"request","id":"1","task":"t","atom":"a","action":"execute","arguments":{}}""", "no \"reply_to\"")]
     [InlineData("""{"version":1,"type":"request","id":"1","task":"t","atom":"a","action":"execute","reply_to":"r","arguments":{},"timeout_ms":-5}""", "invalid \"timeout_ms\"")]
+    [InlineData("""{"version":1,"type":"request","id":"1","task":"t","atom":"a","action":"execute","reply_to":"r","arguments":{},"deadline_ms":"soon"}""", "invalid \"deadline_ms\"")]
+    [InlineData("""{"version":1,"type":"request","id":"1","task":"t","atom":"a","action":"execute","reply_to":"r","arguments":{},"deadline_ms":-1}""", "invalid \"deadline_ms\"")]
+    [InlineData("""{"version":1,"type":"request","id":"1","task":"t","atom":"a","action":"execute","reply_to":"r","arguments":{},"deadline_ms":1e300}""", "invalid \"deadline_ms\"")]
+    [InlineData("""{"version":1,"type":"response","id":"1","worker":"w","state":"FAILURE","failure":{"types":["X"],"message":"m"},"refused":7}""", "\"refused\" that is not")]
+    [InlineData("""{"version":1,"type":"cancel"}""", "cancel request has no \"id\"")]
     [InlineData("""{"version":1,"type":"request","id":"1","task":"t","atom":"a","action":"revert","reply_to":"r","arguments":{}}""", "no \"result\" object")]
     [InlineData("""{"version":1,"type":"request","id":"1","task":"t","atom":"a","action":"revert","reply_to":"r","arguments":{},"result":{"outcome":"failure","failure":{"types":"x"}}}""", "invalid failure")]
     [InlineData("""{"version":1,"type":"response","id":"1","worker":"w","state":"DONE"}""", "unknown state 'DONE'")]

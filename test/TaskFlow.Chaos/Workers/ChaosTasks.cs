@@ -4,38 +4,52 @@ using TaskFlow.Failures;
 namespace TaskFlow.Chaos.Workers;
 
 /// <summary>
-/// The chaos flows' task: execute applies an effect (a ledger line) after a short random delay, so kills land
-/// mid-execution, and fails when told to; revert undoes the effect only when it is applied, so it is idempotent and
-/// correct whether or not a killed execute got as far as applying it.
+/// The chaos flows' task. Execute holds its worker slot for a random time (so kills land mid-execution and requests
+/// queue), fails when told to (before applying anything), else applies an effect and returns its id (the request id).
+/// Revert decides only from what the task itself knows, as a real task would: with its execute's result it undoes
+/// that effect; after a worker failure (a timeout or a lost worker: the outcome is unknown) it undoes, by its key,
+/// whatever the atom has applied so far, as an idempotent "refund by idempotency key" does; after its own failure it
+/// knows nothing was applied. It never reads the ledger: the ledger is the checker's record, written by the tasks.
 /// </summary>
 public sealed class EffectTask : FlowTask
 {
     public const string RemoteName = "chaos.effect";
 
     private readonly EffectLedger _ledger;
+    private readonly (int Min, int Max) _executeMs;
 
-    public EffectTask(EffectLedger ledger) : base(RemoteName) => _ledger = ledger;
+    public EffectTask(EffectLedger ledger, (int Min, int Max) executeMs) : base(RemoteName)
+    {
+        _ledger = ledger;
+        _executeMs = executeMs;
+    }
 
     protected override IReadOnlyList<AtomParameter> GetExecuteParameters() =>
         [new AtomParameter("flow_id"), new AtomParameter("fail", true, false)];
 
-    public static string Key(string flowId, string atomName) => $"{flowId}/{atomName}";
-
     public override async ValueTask<object?> ExecuteAsync(TaskArguments arguments, TaskContext context)
     {
-        var key = Key(arguments.Get<string>("flow_id"), context.AtomName);
-        await Task.Delay(Random.Shared.Next(2, 25), context.CancellationToken).ConfigureAwait(false);
-        if (arguments.GetOrDefault("fail", false)) throw new InvalidOperationException($"{key} fails by design");
-        _ledger.Append("apply", key);
+        var flow = arguments.Get<string>("flow_id");
+        var request = RequestContext.Require(context.AtomName);
+        await Task.Delay(Random.Shared.Next(_executeMs.Min, _executeMs.Max + 1), context.CancellationToken).ConfigureAwait(false);
+        if (arguments.GetOrDefault("fail", false)) throw new InvalidOperationException($"{flow}/{context.AtomName} fails by design");
+        _ledger.Append("apply", flow, context.AtomName, request, "-");
         context.ReportProgress(0.5);
         await Task.Delay(Random.Shared.Next(0, 10), context.CancellationToken).ConfigureAwait(false);
-        return key;
+        return request;
     }
 
     public override ValueTask<object?> RevertAsync(TaskArguments arguments, TaskOutcome result, IReadOnlyDictionary<string, Failure> flowFailures, TaskContext context)
     {
-        var key = Key(arguments.Get<string>("flow_id"), context.AtomName);
-        if (_ledger.NetOf(key) > 0) _ledger.Append("revert", key);
+        var flow = arguments.Get<string>("flow_id");
+        var request = RequestContext.Require(context.AtomName);
+        string target = result.Failure switch
+        {
+            null => result.Value as string ?? throw new InvalidOperationException($"{flow}/{context.AtomName}: execute returned {result.Value ?? "null"}, not an effect id"),
+            var f when f.Check<WorkerTimeoutException>() => EffectLedger.Blind,
+            _ => EffectLedger.Nothing,
+        };
+        _ledger.Append("revert", flow, context.AtomName, request, target);
         return ValueTask.FromResult<object?>(null);
     }
 }
