@@ -40,9 +40,12 @@ static int Usage(int code = 2)
     Console.Error.WriteLine("""
         usage: TaskFlow.Chaos <command> [options]
           crash-resume --backend sqlite|postgres|directory [--iterations N] [--seed S] [--max-kills K]
-              Runs persisted flows in child processes, SIGKILLs them at random points, resumes them in new
-              children, and checks nothing finished was re-run and the end state equals an uninterrupted run.
-              PostgreSQL is read from TASKFLOW_POSTGRES (scripts/services.sh start postgres).
+                       [--self-test | --broken ack-before-write|drop-running|forget-last-finished]
+              Runs persisted flows in child processes that kill themselves right before or after their k-th
+              backend call (or are SIGKILLed at a random time), resumes them in new children, and checks that no
+              acknowledged save was lost, nothing saved as finished ran again, and the end state equals an
+              uninterrupted run; prints where the kills landed. --self-test: the same against broken stores, each
+              of which must fail. PostgreSQL is read from TASKFLOW_POSTGRES (scripts/services.sh start postgres).
           jobboard --conductors C --jobs J --kill-every K [--seed S] [--lease-ms L] [--max-jobs M]
               Posts J jobs on a PostgreSQL job board, runs C conductor processes, SIGKILLs a random one every K
               completed jobs (starting a replacement), and checks every job completed once with each task run once
