@@ -84,6 +84,20 @@ public sealed class SqlitePersistenceBackendTests : DurablePersistenceBackendCon
     }
 
     [Fact]
+    public async Task GetFlowDetailAsync_AtomDocumentEditedToAnotherState_DisagreesWithItsRowAndIsRefused()
+    {
+        // A valid document with another state would otherwise load as a real atom (a SUCCESS edited to PENDING runs
+        // again on resume); the state column every save writes beside it tells the edit apart.
+        var flow = await SavedFlowAsync();
+        await ExecuteRawAsync("UPDATE atom_details SET data = json_set(data, '$.state', 'PENDING') WHERE name = 'charge'");
+
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => Backend!.GetFlowDetailAsync(flow.Id));
+
+        Assert.Contains($"atom 'charge' ({flow.Atoms[0].Id})", ex.Message);
+        Assert.Contains("its document task PENDING", ex.Message);
+    }
+
+    [Fact]
     public async Task GetFlowDetailAsync_FlowRowWithInvalidMetadataOrState_NamesTheFlow()
     {
         var flow = await SavedFlowAsync();

@@ -365,7 +365,7 @@ internal abstract class SqlStore : IDisposable
         var atomsByFlow = headers.ToDictionary(h => h.Flow.Id, _ => new List<AtomDetail>());
         var subjects = headers.ToDictionary(h => h.Flow.Id, h => h.Subject);
         await using (var cmd = Command(c, tx,
-            $"SELECT a.flow_detail_id, a.id, a.name, a.data FROM {Table("atom_details")} a JOIN {Table("flow_details")} f ON f.id = a.flow_detail_id " +
+            $"SELECT a.flow_detail_id, a.id, a.name, a.data, a.kind, a.state FROM {Table("atom_details")} a JOIN {Table("flow_details")} f ON f.id = a.flow_detail_id " +
             $"WHERE f.{keyColumn} = @id ORDER BY a.flow_detail_id, a.seq", ("id", IdValue(key))))
         await using (var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false))
         {
@@ -377,7 +377,7 @@ internal abstract class SqlStore : IDisposable
                 var atomName = ModelValues.Describe("atom", name, atomId);
                 var owner = $"{subjects[flowId]} in {StoreName}";
                 var atom = BackendSupport.ReadAtomColumn(Encoding.UTF8.GetBytes(reader.GetString(3)), atomName, owner, MaxBytes);
-                atomsByFlow[flowId].Add(BackendSupport.CheckRow(atom, atomId, name, $"{atomName} of {owner}"));
+                atomsByFlow[flowId].Add(BackendSupport.CheckRow(atom, atomId, name, reader.GetString(4), reader.GetString(5), $"{atomName} of {owner}"));
             }
         }
         return headers.Select(h => Build($"{h.Subject} in {StoreName}", () => h.Flow with { Atoms = atomsByFlow[h.Flow.Id] })).ToList();
