@@ -26,6 +26,59 @@ public sealed class SqlitePersistenceBackendTests : DurablePersistenceBackendCon
     protected override Task WriteSchemaVersionAsync(int version) =>
         ExecuteRawAsync("UPDATE schema_version SET version = $v", ("$v", version));
 
+    protected override IPersistenceBackend ReopenReadOnly(TimeProvider clock) =>
+        new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = $"Data Source={DbPath}", TimeProvider = clock, ReadOnly = true });
+
+    [Fact]
+    public async Task ReadOnly_OnAnotherApplicationsDatabase_RefusesIt_AndLeavesTheFileByteForByte()
+    {
+        var foreign = Path.Combine(_dir, "customers.db");
+        using (var c = new SqliteConnection($"Data Source={foreign}"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO customers (name) VALUES ('Ada'), ('Grace');";
+            cmd.ExecuteNonQuery();
+        }
+        SqliteConnection.ClearAllPools();
+        var before = await File.ReadAllBytesAsync(foreign);
+        var filesBefore = Directory.GetFiles(_dir).Order().ToArray();
+
+        await using (var reader = new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = $"Data Source={foreign}", ReadOnly = true }))
+        {
+            var ex = await Assert.ThrowsAsync<PersistenceException>(() => reader.ListLogBooksAsync());
+            Assert.Contains("is not a TaskFlow store", ex.Message);
+            Assert.Contains("customers", ex.Message);
+            Assert.Contains(foreign, ex.Message);
+        }
+        SqliteConnection.ClearAllPools();
+
+        Assert.Equal(before, await File.ReadAllBytesAsync(foreign));
+        Assert.Equal(filesBefore, Directory.GetFiles(_dir).Order().ToArray());
+    }
+
+    [Fact]
+    public async Task ReadOnly_OnAFileThatIsNotADatabase_OrNoFile_RefusesAndCreatesNothing()
+    {
+        var text = Path.Combine(_dir, "notes.txt");
+        await File.WriteAllTextAsync(text, "root:x:0:0:root:/root:/bin/bash\n");
+        var missing = Path.Combine(_dir, "typo.db");
+        var filesBefore = Directory.GetFiles(_dir).Order().ToArray();
+
+        await using (var reader = new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = $"Data Source={text}", ReadOnly = true }))
+        {
+            var ex = await Assert.ThrowsAsync<PersistenceException>(() => reader.ListLogBooksAsync());
+            Assert.Contains(text, ex.Message);
+        }
+        await using (var reader = new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = $"Data Source={missing}", ReadOnly = true }))
+            await Assert.ThrowsAsync<PersistenceException>(() => reader.ListLogBooksAsync());
+        SqliteConnection.ClearAllPools();
+
+        Assert.Equal("root:x:0:0:root:/root:/bin/bash\n", await File.ReadAllTextAsync(text));
+        Assert.False(File.Exists(missing));
+        Assert.Equal(filesBefore, Directory.GetFiles(_dir).Order().ToArray());
+    }
+
     protected override Task DestroyStoreAsync()
     {
         SqliteConnection.ClearAllPools();

@@ -36,6 +36,7 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
     private readonly SchemaGate _schema;
     private readonly ConcurrentDictionary<Guid, Guid> _flowLogBooks = new();
     private readonly DirectorySync _sync;
+    private readonly bool _readOnly;
     private volatile bool _disposed;
 
     /// <summary>Creates a backend on the directory at <paramref name="path"/>.</summary>
@@ -68,7 +69,8 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
         _maxBytes = options.MaxDocumentBytes;
         _lockTimeout = options.LockTimeout;
         _timeProvider = options.TimeProvider ?? TimeProvider.System;
-        _schema = new SchemaGate(EnsureSchemaCoreAsync);
+        _readOnly = options.ReadOnly;
+        _schema = new SchemaGate(_readOnly ? CheckSchemaAsync : EnsureSchemaCoreAsync);
     }
 
     /// <summary>The full path of the store's directory.</summary>
@@ -98,6 +100,19 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
             RemoveLeftovers();
             return true;
         }, cancellationToken, ensureSchema: false);
+
+    /// <summary>A read-only store is checked, never created or cleaned up.</summary>
+    private async Task CheckSchemaAsync(CancellationToken cancellationToken)
+    {
+        const string nothing = "It was opened read-only: nothing was changed.";
+        if (!Directory.Exists(_root))
+            throw new PersistenceException($"There is no directory store at '{_root}': the directory does not exist. {nothing}");
+        var version = await ReadSchemaVersionAsync(cancellationToken).ConfigureAwait(false);
+        if (version == 0)
+            throw new PersistenceException($"The directory '{_root}' is not a TaskFlow store: it has no schema.json. {nothing}");
+        if (version > SchemaVersion)
+            throw BackendSupport.SchemaTooNew($"directory store '{_root}'", version, SchemaVersion);
+    }
 
     private async Task<int> ReadSchemaVersionAsync(CancellationToken cancellationToken)
     {
@@ -489,6 +504,7 @@ public sealed class DirectoryPersistenceBackend : IPersistenceBackend
     {
         ThrowIfDisposed();
         cancellationToken.ThrowIfCancellationRequested();
+        if (_readOnly) throw new PersistenceException($"The directory store '{_root}' was opened read-only: it cannot be written.");
         if (ensureSchema) await _schema.EnsureAsync(cancellationToken).ConfigureAwait(false);
         await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try

@@ -77,6 +77,9 @@ internal abstract class SqlStore : IDisposable
     /// <summary>A shared row-lock clause.</summary>
     protected abstract string ForShare { get; }
 
+    /// <summary>Whether the store was opened for reading only: every write is refused before it reaches the database.</summary>
+    protected virtual bool IsReadOnly => false;
+
     /// <summary>A clearer exception for a provider error (e.g. a value the database cannot store), or null.</summary>
     protected virtual Exception? Translate(DbException exception, string operation) => null;
 
@@ -230,7 +233,7 @@ internal abstract class SqlStore : IDisposable
     {
         if (atoms.Length > 0 && SavesKnownAtomsInOneRoundTrip)
         {
-            var outcome = await GatedWriteAsync(() => InSessionAsync(operation,
+            var outcome = await GatedWriteAsync(operation, () => InSessionAsync(operation,
                 s => SaveKnownAtomsInOneRoundTripAsync(s.Connection, flowDetailId, atoms, cancellationToken), cancellationToken), cancellationToken).ConfigureAwait(false);
             if (outcome == KnownAtomsSave.Saved) return;
             if (outcome == KnownAtomsSave.FlowMissing) throw BackendSupport.FlowNotFound(flowDetailId);
@@ -494,11 +497,12 @@ internal abstract class SqlStore : IDisposable
     }
 
     private Task<T> WriteAsync<T>(string operation, Func<Session, DbTransaction, Task<T>> body, CancellationToken cancellationToken) =>
-        GatedWriteAsync(() => InTransactionAsync(operation, write: true, body, cancellationToken), cancellationToken);
+        GatedWriteAsync(operation, () => InTransactionAsync(operation, write: true, body, cancellationToken), cancellationToken);
 
-    private async Task<T> GatedWriteAsync<T>(Func<Task<T>> write, CancellationToken cancellationToken)
+    private async Task<T> GatedWriteAsync<T>(string operation, Func<Task<T>> write, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
+        if (IsReadOnly) throw new PersistenceException($"{StoreName} was opened read-only: cannot {operation}.");
         await _schema.EnsureAsync(cancellationToken).ConfigureAwait(false);
         if (_writeGate is not null) await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
