@@ -56,9 +56,12 @@ static int Usage(int code = 2)
               Runs N persisted flows, P at a time, on the parallel engine in this process; checks every outcome and
               what was saved; reports throughput and peak memory. With --soak-seconds, repeats for S seconds and
               fails if the heap grows after warm-up.
-          bad-input [--cases N] [--seed S]
-              Invalid flows, unsaveable values, damaged SQLite files and rows, newer schemas, mutated saved documents:
-              each must end in a documented exception naming what is at fault, and untouched data must still load.
+          bad-input [--cases N] [--seed S] [--strict-reads] [--self-test | --broken lenient-codec|hide-damage|drop-saves]
+              Invalid flows, random flow trees and graphs (checked against a model), unsaveable values, damaged
+              SQLite files and rows, newer schemas, mutated saved documents and worker messages: each must end in a
+              documented exception naming what is at fault, or a correct run; untouched data must still load.
+              Prints how many distinct inputs it made, and the damaged reads that came back changed without an
+              error (--strict-reads fails on them). --self-test: the same against broken variants, which must fail.
           faults [--backend sqlite|postgres|all] [--rounds N]
               The store goes away mid-run (another process locks the SQLite file; a private PostgreSQL server is
               stopped and started again): the run stops with a clear PersistenceException, then resumes to the end.
