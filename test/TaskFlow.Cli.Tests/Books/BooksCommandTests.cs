@@ -168,15 +168,7 @@ public sealed class BooksCommandTests(SampleDatabases databases) : IClassFixture
     public async Task List_OnAnotherApplicationsSqliteFile_RefusesIt_AndLeavesItByteForByte()
     {
         using var dir = new TemporaryDirectory();
-        var foreign = dir.File("customers.db");
-        using (var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={foreign}"))
-        {
-            c.Open();
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL); INSERT INTO customers (name) VALUES ('Ada'), ('Grace');";
-            cmd.ExecuteNonQuery();
-        }
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        var foreign = dir.ForeignSqliteFile("customers.db");
         var before = await File.ReadAllBytesAsync(foreign);
 
         foreach (var args in new[] { new[] { "books", "list", "--db", foreign }, ["books", "show", "--db", foreign], ["books", "delete", "0123abcd", "--db", foreign] })

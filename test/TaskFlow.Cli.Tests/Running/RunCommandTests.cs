@@ -125,15 +125,7 @@ public sealed class RunCommandTests
     public async Task Run_OnAnotherApplicationsSqliteFile_IsRefusedBeforeAnythingIsWritten()
     {
         using var dir = new TemporaryDirectory();
-        var foreign = dir.File("customers.db");
-        using (var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={foreign}"))
-        {
-            c.Open();
-            using var cmd = c.CreateCommand();
-            cmd.CommandText = "CREATE TABLE customers (id INTEGER PRIMARY KEY)";
-            cmd.ExecuteNonQuery();
-        }
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        var foreign = dir.ForeignSqliteFile("customers.db");
         var before = await File.ReadAllBytesAsync(foreign);
 
         var result = await Run("--factory", "Calculator.Create", "--store", "x=1", "--store", "y=2", "--db", foreign);
