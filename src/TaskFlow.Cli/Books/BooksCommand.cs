@@ -10,7 +10,7 @@ internal static class BooksCommand
     public static Command Create(CommonOptions common, Func<CliConsole> console)
     {
         var json = new Option<bool>("--json") { Description = "Print JSON instead of tables (shape in docs/cli.md)." };
-        var list = new Command("list", "List the logbooks and their flow details.") { common.Db, common.DbFile, common.Schema, json };
+        var list = new Command("list", "List the logbooks and their flow details (the store is opened read-only: nothing is created or changed).") { common.Db, common.DbFile, common.Schema, json };
         list.SetAction(async (parse, ct) =>
         {
             var c = console();
@@ -26,7 +26,7 @@ internal static class BooksCommand
             Description = "A flow detail id, or a logbook id (all its flow details); the start of an id is enough. Omitted: every flow detail.",
             Arity = ArgumentArity.ZeroOrOne,
         };
-        var show = new Command("show", "Show flow details: each atom's state, intention, result and failure.") { showId, common.Db, common.DbFile, common.Schema, json };
+        var show = new Command("show", "Show flow details: each atom's state, intention, result and failure (the store is opened read-only).") { showId, common.Db, common.DbFile, common.Schema, json };
         show.SetAction(async (parse, ct) =>
         {
             var c = console();
