@@ -138,6 +138,7 @@ public sealed class PostgreSqlPersistenceBackend : IFencedPersistenceBackend
         private readonly NpgsqlDataSource _dataSource;
         private readonly string _q;
         private readonly string _storeName;
+        private readonly bool _readOnly;
         private string? _insertNewSql;
 
         private string[] Migrations =>
@@ -204,6 +205,13 @@ public sealed class PostgreSqlPersistenceBackend : IFencedPersistenceBackend
             var dataSource = new NpgsqlDataSourceBuilder(options.ConnectionString);
             ApplyAutoPrepareDefaults(dataSource.ConnectionStringBuilder, options.ConnectionString);
             ApplySessionDefaults(dataSource.ConnectionStringBuilder);
+            _readOnly = options.ReadOnly;
+            if (_readOnly)
+            {
+                // The server refuses writes as well: a second guard behind the store's own refusal.
+                var given = dataSource.ConnectionStringBuilder.Options;
+                dataSource.ConnectionStringBuilder.Options = (string.IsNullOrWhiteSpace(given) ? "" : given + " ") + "-c default_transaction_read_only=on";
+            }
             _dataSource = dataSource.Build();
         }
 
@@ -212,6 +220,8 @@ public sealed class PostgreSqlPersistenceBackend : IFencedPersistenceBackend
         public string StoreNameForDisplay => _storeName;
 
         protected override string StoreName => _storeName;
+
+        protected override bool IsReadOnly => _readOnly;
 
         protected override async Task<DbConnection> OpenAsync(CancellationToken cancellationToken) =>
             await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -225,6 +235,11 @@ public sealed class PostgreSqlPersistenceBackend : IFencedPersistenceBackend
 
         protected override async Task MigrateAsync(CancellationToken cancellationToken)
         {
+            if (_readOnly)
+            {
+                await CheckSchemaAsync(cancellationToken).ConfigureAwait(false);
+                return;
+            }
             try
             {
                 await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -258,6 +273,37 @@ public sealed class PostgreSqlPersistenceBackend : IFencedPersistenceBackend
             catch (NpgsqlException ex)
             {
                 throw new PersistenceException($"{StoreName}: could not create or upgrade the schema: {ex.Message}", ex);
+            }
+        }
+
+        /// <summary>A read-only store's schema is checked, never created (no DDL).</summary>
+        private async Task CheckSchemaAsync(CancellationToken cancellationToken)
+        {
+            const string nothing = "It was opened read-only: nothing was changed.";
+            try
+            {
+                await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+                var tables = new List<string>();
+                await using (var list = Command(connection, null, "SELECT table_name FROM information_schema.tables WHERE table_schema = @schema ORDER BY table_name", ("schema", Schema)))
+                await using (var reader = await list.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) tables.Add(reader.GetString(0));
+                string[] ours = ["atom_details", "flow_details", "logbooks", "schema_version"];
+                if (!ours.All(tables.Contains))
+                    throw new PersistenceException(
+                        $"{StoreName} is not a TaskFlow store: {(tables.Count == 0 ? "the schema has no tables (or does not exist)" : $"it has the tables {string.Join(", ", tables)}")}, " +
+                        $"not TaskFlow's {string.Join(", ", ours)}. {nothing}");
+                int version;
+                await using (var read = Command(connection, null, $"SELECT version FROM {_q}.schema_version WHERE id = 1"))
+                    version = await read.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is int v ? v : 0;
+                if (version > SchemaVersion)
+                    throw BackendSupport.SchemaTooNew(StoreName, version, SchemaVersion);
+                if (version < SchemaVersion)
+                    throw new PersistenceException(
+                        $"{StoreName} has TaskFlow schema version {version}, older than {SchemaVersion}; open it once without ReadOnly to upgrade it. {nothing}");
+            }
+            catch (NpgsqlException ex)
+            {
+                throw new PersistenceException($"{StoreName}: could not check the schema: {ex.Message}", ex);
             }
         }
 

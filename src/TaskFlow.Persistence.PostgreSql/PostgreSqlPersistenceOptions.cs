@@ -19,6 +19,14 @@ public sealed partial class PostgreSqlPersistenceOptions
     /// </summary>
     public string Schema { get; init; } = DefaultSchema;
 
+    /// <summary>
+    /// Opens the store for reading only: the schema must already hold TaskFlow's tables at a version this code reads;
+    /// nothing is created or migrated (no DDL), every save throws <see cref="PersistenceException"/>, and the sessions
+    /// run with <c>default_transaction_read_only</c> so the server refuses writes too. For tools that inspect a store,
+    /// such as <c>taskflow books</c>.
+    /// </summary>
+    public bool ReadOnly { get; init; }
+
     /// <summary>Documents (an atom, or metadata) larger than this are refused when written or read. Default 64 MiB.</summary>
     public int MaxDocumentBytes { get; init; } = PersistenceJson.DefaultMaxDocumentBytes;
 
@@ -27,7 +35,7 @@ public sealed partial class PostgreSqlPersistenceOptions
 
     /// <summary>The options with the password removed.</summary>
     public override string ToString() =>
-        $"PostgreSqlPersistenceOptions {{ ConnectionString = {RedactedConnectionString(ConnectionString)}, Schema = {Schema}, MaxDocumentBytes = {MaxDocumentBytes} }}";
+        $"PostgreSqlPersistenceOptions {{ ConnectionString = {RedactedConnectionString(ConnectionString)}, Schema = {Schema}, ReadOnly = {ReadOnly}, MaxDocumentBytes = {MaxDocumentBytes} }}";
 
     internal static string RedactedConnectionString(string? connectionString)
     {

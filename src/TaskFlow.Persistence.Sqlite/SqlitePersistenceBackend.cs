@@ -129,6 +129,7 @@ public sealed class SqlitePersistenceBackend : IFencedPersistenceBackend
 
         private readonly string _connectionString;
         private readonly string _pragmas;
+        private readonly bool _readOnly;
 
         public Store(SqlitePersistenceOptions options)
             : base(options.MaxDocumentBytes, options.TimeProvider, serializeWritesInProcess: true)
@@ -147,6 +148,9 @@ public sealed class SqlitePersistenceBackend : IFencedPersistenceBackend
                     "name a file (\"Data Source=taskflow.db\") or use InMemoryPersistenceBackend.", nameof(options));
             builder.Pooling = true;
             builder.ForeignKeys = true;
+            // A connection string that says Mode=ReadOnly gets the read-only behaviour too, rather than a failed migration.
+            _readOnly = options.ReadOnly || builder.Mode == SqliteOpenMode.ReadOnly;
+            if (_readOnly) builder.Mode = SqliteOpenMode.ReadOnly;
             // The provider retries a busy statement until its command timeout, in whole seconds, where 0 means forever:
             // a BusyTimeout of zero must still end, so it waits at most the one second the provider can express.
             builder.DefaultTimeout = Math.Max(1, (int)Math.Ceiling(options.BusyTimeout.TotalSeconds));
@@ -160,6 +164,8 @@ public sealed class SqlitePersistenceBackend : IFencedPersistenceBackend
         public string DataSource { get; }
 
         protected override string StoreName => $"SQLite database '{DataSource}'";
+
+        protected override bool IsReadOnly => _readOnly;
 
         // Called once per kept-open connection (see SqlStore's sessions), so the pragmas are applied once per connection.
         protected override async Task<DbConnection> OpenAsync(CancellationToken cancellationToken)
@@ -203,6 +209,11 @@ public sealed class SqlitePersistenceBackend : IFencedPersistenceBackend
 
         protected override async Task MigrateAsync(CancellationToken cancellationToken)
         {
+            if (_readOnly)
+            {
+                await CheckSchemaAsync(cancellationToken).ConfigureAwait(false);
+                return;
+            }
             try
             {
                 await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -236,6 +247,37 @@ public sealed class SqlitePersistenceBackend : IFencedPersistenceBackend
             catch (SqliteException ex)
             {
                 throw new PersistenceException($"{StoreName}: could not create or upgrade the schema: {ex.Message}", ex);
+            }
+        }
+
+        /// <summary>A read-only store's schema is checked, never created: the file must be a TaskFlow store this code reads.</summary>
+        private async Task CheckSchemaAsync(CancellationToken cancellationToken)
+        {
+            const string nothing = "It was opened read-only: nothing was changed.";
+            try
+            {
+                await using var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+                var tables = new List<string>();
+                await using (var list = Command(connection, null, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"))
+                await using (var reader = await list.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) tables.Add(reader.GetString(0));
+                string[] ours = ["atom_details", "flow_details", "logbooks", "schema_version"];
+                if (!ours.All(tables.Contains))
+                    throw new PersistenceException(
+                        $"{StoreName} is not a TaskFlow store: it has {(tables.Count == 0 ? "no tables" : $"the tables {string.Join(", ", tables)}")}, " +
+                        $"not TaskFlow's {string.Join(", ", ours)}. {nothing}");
+                long version;
+                await using (var read = Command(connection, null, "SELECT version FROM schema_version WHERE id = 1"))
+                    version = await read.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is { } v ? Convert.ToInt64(v, CultureInfo.InvariantCulture) : 0;
+                if (version > SchemaVersion)
+                    throw BackendSupport.SchemaTooNew(StoreName, (int)version, SchemaVersion);
+                if (version < SchemaVersion)
+                    throw new PersistenceException(
+                        $"{StoreName} has TaskFlow schema version {version}, older than {SchemaVersion}; open it once without ReadOnly to upgrade it. {nothing}");
+            }
+            catch (SqliteException ex)
+            {
+                throw new PersistenceException($"{StoreName} cannot be read as a TaskFlow store: {ex.Message}. {nothing}", ex);
             }
         }
 

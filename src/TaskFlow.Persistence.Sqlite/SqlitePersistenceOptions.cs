@@ -45,6 +45,15 @@ public sealed class SqlitePersistenceOptions
     /// </summary>
     public int WalAutoCheckpointPages { get; init; } = 10_000;
 
+    /// <summary>
+    /// Opens the database for reading only (SQLite's <c>Mode=ReadOnly</c>): the file must exist and hold a TaskFlow
+    /// store of a schema version this code reads; nothing is created, migrated or written (every save throws
+    /// <see cref="PersistenceException"/>), and a file that is not a TaskFlow store is refused, unchanged. For tools
+    /// that inspect a store, such as <c>taskflow books</c>. SQLite itself creates a WAL database's <c>-wal</c> and
+    /// <c>-shm</c> companion files when they are missing, and a read-only connection cannot remove them afterwards.
+    /// </summary>
+    public bool ReadOnly { get; init; }
+
     /// <summary>Documents (an atom, or metadata) larger than this are refused when written or read. Default 64 MiB.</summary>
     public int MaxDocumentBytes { get; init; } = PersistenceJson.DefaultMaxDocumentBytes;
 
@@ -65,6 +74,6 @@ public sealed class SqlitePersistenceOptions
         {
             connection = "(unparsable connection string)";
         }
-        return $"SqlitePersistenceOptions {{ ConnectionString = {connection}, Durability = {Durability}, BusyTimeout = {BusyTimeout}, MaxDocumentBytes = {MaxDocumentBytes} }}";
+        return $"SqlitePersistenceOptions {{ ConnectionString = {connection}, Durability = {Durability}, ReadOnly = {ReadOnly}, BusyTimeout = {BusyTimeout}, MaxDocumentBytes = {MaxDocumentBytes} }}";
     }
 }

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace TaskFlow.Chaos;
 
 /// <summary>
-/// The chaos commands' <c>--name value</c> options. Given the names a command knows, anything else is refused; a bad
+/// The chaos commands' <c>--name value</c> options (and <c>--flag</c>s, read as "true"). Given the names a command knows, anything else is refused; a bad
 /// option is an <see cref="ArgumentException"/>, which the program reports as a usage error.
 /// </summary>
 internal sealed class Options
@@ -15,12 +15,13 @@ internal sealed class Options
         var o = new Options();
         for (int i = 0; i < args.Length; i++)
         {
-            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length)
-                throw new ArgumentException($"Expected '--name value' pairs, got '{args[i]}'.");
+            if (!args[i].StartsWith("--", StringComparison.Ordinal))
+                throw new ArgumentException($"Expected '--name value' pairs (or a '--flag'), got '{args[i]}'.");
             var name = args[i][2..];
             if (known.Length > 0 && !known.Contains(name, StringComparer.Ordinal))
                 throw new ArgumentException($"Unknown option '--{name}'; options: {string.Join(", ", known.Select(k => "--" + k))}.");
-            o._values[name] = args[++i];
+            // A name followed by another name (or by nothing) is a flag.
+            o._values[name] = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal) ? args[++i] : "true";
         }
         return o;
     }

@@ -41,9 +41,12 @@ static int Usage(int code = 2)
     Console.Error.WriteLine("""
         usage: TaskFlow.Chaos <command> [options]
           crash-resume --backend sqlite|postgres|directory [--iterations N] [--seed S] [--max-kills K]
-              Runs persisted flows in child processes, SIGKILLs them at random points, resumes them in new
-              children, and checks nothing finished was re-run and the end state equals an uninterrupted run.
-              PostgreSQL is read from TASKFLOW_POSTGRES (scripts/services.sh start postgres).
+                       [--self-test | --broken ack-before-write|drop-running|forget-last-finished]
+              Runs persisted flows in child processes that kill themselves right before or after their k-th
+              backend call (or are SIGKILLed at a random time), resumes them in new children, and checks that no
+              acknowledged save was lost, nothing saved as finished ran again, and the end state equals an
+              uninterrupted run; prints where the kills landed. --self-test: the same against broken stores, each
+              of which must fail. PostgreSQL is read from TASKFLOW_POSTGRES (scripts/services.sh start postgres).
           jobboard --conductors C --jobs J --kill-every K [--partition-every P] [--self-test true] [--seed S] [--lease-ms L] [--max-jobs M]
               Posts J jobs on a PostgreSQL job board, runs C conductor processes, SIGKILLs a random one every K
               completed jobs (starting a replacement) and, with --partition-every, cuts one off from the database in
@@ -57,9 +60,12 @@ static int Usage(int code = 2)
               Runs N persisted flows, P at a time, on the parallel engine in this process; checks every outcome and
               what was saved; reports throughput and peak memory. With --soak-seconds, repeats for S seconds and
               fails if the heap grows after warm-up.
-          bad-input [--cases N] [--seed S]
-              Invalid flows, unsaveable values, damaged SQLite files and rows, newer schemas, mutated saved documents:
-              each must end in a documented exception naming what is at fault, and untouched data must still load.
+          bad-input [--cases N] [--seed S] [--strict-reads] [--self-test | --broken lenient-codec|hide-damage|drop-saves]
+              Invalid flows, random flow trees and graphs (checked against a model), unsaveable values, damaged
+              SQLite files and rows, newer schemas, mutated saved documents and worker messages: each must end in a
+              documented exception naming what is at fault, or a correct run; untouched data must still load.
+              Prints how many distinct inputs it made, and the damaged reads that came back changed without an
+              error (--strict-reads fails on them). --self-test: the same against broken variants, which must fail.
           faults [--backend sqlite|postgres|all] [--rounds N]
               The store goes away mid-run (another process locks the SQLite file; a private PostgreSQL server is
               stopped and started again): the run stops with a clear PersistenceException, then resumes to the end.

@@ -57,10 +57,19 @@ public static class Broken
     };
 }
 
-/// <summary>A task a worker can serve: a public type with a public parameterless constructor.</summary>
+/// <summary>A task a worker can serve: a public type with a public parameterless constructor, marked for remote use.</summary>
+[RemoteTask]
 public sealed class Doubler : FlowTask
 {
     public Doubler() : base("double") => Provides = "doubled";
 
     public int Execute(int x) => x * 2;
+}
+
+/// <summary>A servable task that is not marked [RemoteTask]: a worker serves it only when it is named with --task.</summary>
+public sealed class Tripler : FlowTask
+{
+    public Tripler() : base("triple") => Provides = "tripled";
+
+    public int Execute(int x) => x * 3;
 }

@@ -32,6 +32,35 @@ public sealed class PostgreSqlPersistenceBackendTests : DurablePersistenceBacken
         await WriteSchemaVersionAsync(1);
     }
 
+    protected override IPersistenceBackend ReopenReadOnly(TimeProvider clock) =>
+        new PostgreSqlPersistenceBackend(new PostgreSqlPersistenceOptions { ConnectionString = _connectionString!, Schema = _schema, TimeProvider = clock, ReadOnly = true });
+
+    [Fact]
+    public async Task ReadOnly_OnASchemaWithoutTaskFlowsTables_RefusesIt_AndRunsNoDdl()
+    {
+        if (PostgresTestServer.ConnectionString is not { } cs) return;
+        var absent = PostgresTestServer.NewSchemaName();
+        var foreign = PostgresTestServer.NewSchemaName();
+        await PostgresTestServer.ExecuteAsync(cs, $"CREATE SCHEMA \"{foreign}\"; CREATE TABLE \"{foreign}\".customers (id int)");
+        try
+        {
+            foreach (var schema in new[] { absent, foreign })
+            {
+                await using var reader = new PostgreSqlPersistenceBackend(new PostgreSqlPersistenceOptions { ConnectionString = cs, Schema = schema, ReadOnly = true });
+                var ex = await Assert.ThrowsAsync<PersistenceException>(() => reader.ListLogBooksAsync());
+                Assert.Contains("is not a TaskFlow store", ex.Message);
+                Assert.Contains(schema, ex.Message);
+            }
+            Assert.Equal(0L, await PostgresTestServer.ScalarAsync<long>(cs, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = @s", ("s", absent)));
+            Assert.Equal(1L, await PostgresTestServer.ScalarAsync<long>(cs, "SELECT count(*) FROM information_schema.tables WHERE table_schema = @s", ("s", foreign)));
+        }
+        finally
+        {
+            await PostgresTestServer.DropSchemaAsync(cs, foreign);
+            await PostgresTestServer.DropSchemaAsync(cs, absent);
+        }
+    }
+
     protected override Task DestroyStoreAsync() =>
         _connectionString is null ? Task.CompletedTask : PostgresTestServer.DropSchemaAsync(_connectionString, _schema);
 

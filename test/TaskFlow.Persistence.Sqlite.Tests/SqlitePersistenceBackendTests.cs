@@ -40,6 +40,63 @@ public sealed class SqlitePersistenceBackendTests : DurablePersistenceBackendCon
         await WriteSchemaVersionAsync(1);
     }
 
+    protected override IPersistenceBackend ReopenReadOnly(TimeProvider clock) =>
+        new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = $"Data Source={DbPath}", TimeProvider = clock, ReadOnly = true });
+
+    [Fact]
+    public async Task ReadOnly_OnAnotherApplicationsDatabase_RefusesIt_AndLeavesTheFileByteForByte()
+    {
+        var foreign = Path.Combine(_dir, "customers.db");
+        using (var c = new SqliteConnection($"Data Source={foreign}"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO customers (name) VALUES ('Ada'), ('Grace');";
+            cmd.ExecuteNonQuery();
+        }
+        SqliteConnection.ClearAllPools();
+        var before = await File.ReadAllBytesAsync(foreign);
+        // Apart from the test's own store (whose -wal and -shm come and go with its connections).
+        string[] Others() => [.. Directory.GetFiles(_dir).Where(f => !Path.GetFileName(f).StartsWith("taskflow.db", StringComparison.Ordinal)).Order()];
+        var filesBefore = Others();
+
+        await using (var reader = new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = $"Data Source={foreign}", ReadOnly = true }))
+        {
+            var ex = await Assert.ThrowsAsync<PersistenceException>(() => reader.ListLogBooksAsync());
+            Assert.Contains("is not a TaskFlow store", ex.Message);
+            Assert.Contains("customers", ex.Message);
+            Assert.Contains(foreign, ex.Message);
+        }
+        SqliteConnection.ClearAllPools();
+
+        Assert.Equal(before, await File.ReadAllBytesAsync(foreign));
+        Assert.Equal(filesBefore, Others());
+    }
+
+    [Fact]
+    public async Task ReadOnly_OnAFileThatIsNotADatabase_OrNoFile_RefusesAndCreatesNothing()
+    {
+        var text = Path.Combine(_dir, "notes.txt");
+        await File.WriteAllTextAsync(text, "root:x:0:0:root:/root:/bin/bash\n");
+        var missing = Path.Combine(_dir, "typo.db");
+        // Apart from the test's own store (whose -wal and -shm come and go with its connections).
+        string[] Others() => [.. Directory.GetFiles(_dir).Where(f => !Path.GetFileName(f).StartsWith("taskflow.db", StringComparison.Ordinal)).Order()];
+        var filesBefore = Others();
+
+        await using (var reader = new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = $"Data Source={text}", ReadOnly = true }))
+        {
+            var ex = await Assert.ThrowsAsync<PersistenceException>(() => reader.ListLogBooksAsync());
+            Assert.Contains(text, ex.Message);
+        }
+        await using (var reader = new SqlitePersistenceBackend(new SqlitePersistenceOptions { ConnectionString = $"Data Source={missing}", ReadOnly = true }))
+            await Assert.ThrowsAsync<PersistenceException>(() => reader.ListLogBooksAsync());
+        SqliteConnection.ClearAllPools();
+
+        Assert.Equal("root:x:0:0:root:/root:/bin/bash\n", await File.ReadAllTextAsync(text));
+        Assert.False(File.Exists(missing));
+        Assert.Equal(filesBefore, Others());
+    }
+
     protected override Task DestroyStoreAsync()
     {
         SqliteConnection.ClearAllPools();
@@ -95,6 +152,20 @@ public sealed class SqlitePersistenceBackendTests : DurablePersistenceBackendCon
         Assert.Contains($"atom 'retry' ({flow.Atoms[1].Id}) of flow detail 'billing' ({flow.Id})", ex.Message);
         Assert.Contains("'history'", ex.Message);
         Assert.Contains(DbPath, ex.Message);
+    }
+
+    [Fact]
+    public async Task GetFlowDetailAsync_AtomDocumentEditedToAnotherState_DisagreesWithItsRowAndIsRefused()
+    {
+        // A valid document with another state would otherwise load as a real atom (a SUCCESS edited to PENDING runs
+        // again on resume); the state column every save writes beside it tells the edit apart.
+        var flow = await SavedFlowAsync();
+        await ExecuteRawAsync("UPDATE atom_details SET data = json_set(data, '$.state', 'PENDING') WHERE name = 'charge'");
+
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => Backend!.GetFlowDetailAsync(flow.Id));
+
+        Assert.Contains($"atom 'charge' ({flow.Atoms[0].Id})", ex.Message);
+        Assert.Contains("its document task PENDING", ex.Message);
     }
 
     [Fact]

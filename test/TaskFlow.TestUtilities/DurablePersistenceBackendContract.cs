@@ -27,6 +27,56 @@ public abstract partial class DurablePersistenceBackendContract : PersistenceBac
     /// <summary>Writes a schema version into the store directly, as a newer (or older) TaskFlow would have.</summary>
     protected abstract Task WriteSchemaVersionAsync(int version);
 
+    /// <summary>A new backend instance on the same store, opened read-only (the backend options' <c>ReadOnly</c>).</summary>
+    protected abstract IPersistenceBackend ReopenReadOnly(TimeProvider clock);
+
+    [Fact]
+    public Task ReadOnly_ReadsWhatIsStored_RefusesEveryWrite_AndChangesNothing() => RunAsync(async backend =>
+    {
+        var book = LogBook.Create("book", Clock);
+        await backend.SaveLogBookAsync(book);
+        var flow = RichFlow(book.Id, Clock);
+        await backend.SaveFlowDetailAsync(flow);
+        var expected = (await backend.GetFlowDetailAsync(flow.Id))!;
+
+        await using (var reader = ReopenReadOnly(Clock))
+        {
+            await reader.EnsureSchemaAsync();
+            Assert.Equal([book], await reader.ListLogBooksAsync());
+            AssertSameFlow(expected, await reader.GetFlowDetailAsync(flow.Id));
+            Assert.Single(await reader.ListFlowDetailsAsync(book.Id));
+            var writes = new Func<Task>[]
+            {
+                () => reader.SaveLogBookAsync(LogBook.Create("other", Clock)),
+                () => reader.SaveFlowDetailAsync(FlowDetail.Create(book.Id, "other", Clock)),
+                () => reader.SaveAtomDetailsAsync(flow.Id, [TaskDetail.Create("other")]),
+                () => reader.UpdateFlowStateAsync(flow.Id, FlowState.Failure),
+                () => reader.DeleteFlowDetailAsync(flow.Id),
+                () => reader.DeleteLogBookAsync(book.Id),
+                () => reader.ClearAllAsync(),
+            };
+            foreach (var write in writes)
+            {
+                var ex = await Assert.ThrowsAsync<PersistenceException>(write);
+                Assert.Contains("read-only", ex.Message);
+            }
+        }
+
+        Assert.Equal([book], await backend.ListLogBooksAsync());
+        AssertSameFlow(expected, await backend.GetFlowDetailAsync(flow.Id));
+    });
+
+    [Fact]
+    public Task ReadOnly_NewerSchema_IsRefused() => RunAsync(async backend =>
+    {
+        await backend.SaveLogBookAsync(LogBook.Create("book", Clock));
+        await WriteSchemaVersionAsync(SupportedSchemaVersion + 3);
+
+        await using var reader = ReopenReadOnly(Clock);
+        var ex = await Assert.ThrowsAsync<PersistenceException>(() => reader.ListLogBooksAsync());
+        Assert.Contains($"schema version {SupportedSchemaVersion + 3}", ex.Message);
+    });
+
     [Fact]
     public Task ReopenAfterDispose_EverythingIsStillThere() => RunAsync(async backend =>
     {

@@ -40,6 +40,15 @@ public static class PostgresTestServer
         await cmd.ExecuteNonQueryAsync();
     }
 
+    public static async Task<T> ScalarAsync<T>(string connectionString, string sql, params (string Name, object Value)[] parameters)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var cmd = new NpgsqlCommand(sql, connection);
+        foreach (var (name, value) in parameters) cmd.Parameters.AddWithValue(name, value);
+        return (T)(await cmd.ExecuteScalarAsync())!;
+    }
+
     public static Task DropSchemaAsync(string connectionString, string schema) =>
         ExecuteAsync(connectionString, $"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
 }

@@ -10,11 +10,11 @@ internal static class BooksCommand
     public static Command Create(CommonOptions common, Func<CliConsole> console)
     {
         var json = new Option<bool>("--json") { Description = "Print JSON instead of tables (shape in docs/cli.md)." };
-        var list = new Command("list", "List the logbooks and their flow details.") { common.Db, common.Schema, json };
+        var list = new Command("list", "List the logbooks and their flow details (the store is opened read-only: nothing is created or changed).") { common.Db, common.DbFile, common.Schema, json };
         list.SetAction(async (parse, ct) =>
         {
             var c = console();
-            await using var store = Open(parse, common, c);
+            await using var store = Open(parse, common, c, StoreAccess.ReadOnly);
             var catalog = await BookCatalog.LoadAsync(store.Backend, ct);
             if (parse.GetValue(json)) c.Line(BookJson.List(store.DisplayName, catalog.Entries));
             else BookTables.WriteList(c, store.DisplayName, catalog.Entries);
@@ -26,11 +26,11 @@ internal static class BooksCommand
             Description = "A flow detail id, or a logbook id (all its flow details); the start of an id is enough. Omitted: every flow detail.",
             Arity = ArgumentArity.ZeroOrOne,
         };
-        var show = new Command("show", "Show flow details: each atom's state, intention, result and failure.") { showId, common.Db, common.Schema, json };
+        var show = new Command("show", "Show flow details: each atom's state, intention, result and failure (the store is opened read-only).") { showId, common.Db, common.DbFile, common.Schema, json };
         show.SetAction(async (parse, ct) =>
         {
             var c = console();
-            await using var store = Open(parse, common, c);
+            await using var store = Open(parse, common, c, StoreAccess.ReadOnly);
             var catalog = await BookCatalog.LoadAsync(store.Backend, ct);
             var id = parse.GetValue(showId);
             var selected = id is null
@@ -51,11 +51,12 @@ internal static class BooksCommand
         });
 
         var deleteId = new Argument<string>("id") { Description = "The logbook (with all its flow details) or flow detail to delete; the start of an id is enough." };
-        var delete = new Command("delete", "Delete a logbook with its flow details, or one flow detail.") { deleteId, common.Db, common.Schema };
+        var delete = new Command("delete", "Delete a logbook with its flow details, or one flow detail.") { deleteId, common.Db, common.DbFile, common.Schema };
         delete.SetAction(async (parse, ct) =>
         {
             var c = console();
-            await using var store = Open(parse, common, c);
+            await using var store = Open(parse, common, c, StoreAccess.Existing);
+            await store.CheckAsync(ct);
             var catalog = await BookCatalog.LoadAsync(store.Backend, ct);
             var (book, flows) = catalog.Find(parse.GetValue(deleteId)!);
             if (book is not null)
@@ -71,7 +72,8 @@ internal static class BooksCommand
             return ExitCodes.Success;
         });
 
-        return new Command("books", "Look inside a persistence store: logbooks, flow details and their atoms.") { list, show, delete };
+        return new Command("books", "Look inside a persistence store: logbooks, flow details and their atoms. list and show open the store read-only: " +
+            "they never create or change anything, and refuse a file or schema that is not a TaskFlow store.") { list, show, delete };
     }
 
     private static List<(TaskFlow.Persistence.LogBook? LogBook, TaskFlow.Persistence.FlowDetail Flow)> Select(BookCatalog catalog, string id)
@@ -80,6 +82,6 @@ internal static class BooksCommand
         return [.. flows.Select(f => (book ?? catalog.Entries.FirstOrDefault(e => e.LogBook.Id == f.LogBookId)?.LogBook, f))];
     }
 
-    private static StoreTarget Open(ParseResult parse, CommonOptions common, CliConsole console) =>
-        StoreLocator.Open(parse.GetValue(common.Db)!, parse.GetValue(common.Schema)!, mustExist: true, console.Redactor);
+    private static StoreTarget Open(ParseResult parse, CommonOptions common, CliConsole console, StoreAccess access) =>
+        StoreLocator.Open(StoreLocator.Require(parse, common.Db, common, console), parse.GetValue(common.Schema)!, access, console.Redactor);
 }

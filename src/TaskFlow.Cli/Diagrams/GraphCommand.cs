@@ -26,15 +26,15 @@ internal static class GraphCommand
         };
         var command = new Command("graph", "Draw a flow built by a factory method, optionally with the states of a saved run.")
         {
-            common.Assembly, common.Factory, format, flowDetail, common.OptionalDb, common.Schema,
+            common.Assembly, common.Factory, format, flowDetail, common.OptionalDb, common.DbFile, common.Schema,
         };
         command.SetAction(async (parse, ct) =>
         {
             var c = console();
             var detailId = parse.GetValue(flowDetail);
-            var db = parse.GetValue(common.OptionalDb);
+            var db = StoreLocator.Resolve(parse, common.OptionalDb, common, useEnvironment: detailId is not null, c);
             if (detailId is not null && db is null)
-                throw new CliException(ExitCodes.Usage, "--flow-detail needs --db: the saved run is read from the store.", "Add --db with the store the run was saved to.");
+                throw new CliException(ExitCodes.Usage, "--flow-detail needs --db: the saved run is read from the store.", $"Add --db (or --db-file, or set {CommonOptions.DbVariable}) with the store the run was saved to.");
             var flow = await FlowFactoryLoader.CreateFlowAsync(parse.GetValue(common.Assembly)!, parse.GetValue(common.Factory)!);
             FlowInfo info;
             try
@@ -49,7 +49,7 @@ internal static class GraphCommand
             IReadOnlyDictionary<string, AtomState>? states = null;
             if (detailId is not null)
             {
-                await using var store = StoreLocator.Open(db!, parse.GetValue(common.Schema)!, mustExist: true, c.Redactor);
+                await using var store = StoreLocator.Open(db!, parse.GetValue(common.Schema)!, StoreAccess.ReadOnly, c.Redactor);
                 var catalog = await BookCatalog.LoadAsync(store.Backend, ct);
                 var detail = catalog.FindFlowDetail(detailId);
                 var unknown = detail.Atoms.Select(a => a.Name).Except(info.Atoms.Select(a => a.Name)).ToList();

@@ -24,9 +24,9 @@ internal static class RunCommand
             Description = "A flow input, name=value (repeatable). JSON values (2, true, \"text\", [1,2]) keep their type; anything else is a string.",
             AllowMultipleArgumentsPerToken = false,
         };
-        var resume = new Option<Guid?>("--resume")
+        var resume = new Option<string?>("--resume")
         {
-            Description = "Resume this saved flow detail (needs --db): atoms that finished are not run again.",
+            Description = "Resume this saved flow detail (needs --db; the start of its id is enough, as for books): atoms that finished are not run again.",
         };
         var parallel = new Option<int?>("--parallel")
         {
@@ -34,24 +34,35 @@ internal static class RunCommand
         };
         var command = new Command("run", "Run a flow built by a factory method, with progress and a final summary.")
         {
-            common.Assembly, common.Factory, store, common.OptionalDb, common.Schema, resume, parallel,
+            common.Assembly, common.Factory, store, common.OptionalDb, common.DbFile, common.Schema, resume, parallel,
         };
         command.SetAction(async (parse, ct) =>
         {
             var c = console();
-            var resumeId = parse.GetValue(resume);
-            var db = parse.GetValue(common.OptionalDb);
-            if (resumeId is not null && db is null)
-                throw new CliException(ExitCodes.Usage, "--resume needs --db: the flow detail to resume is read from the store.", "Add --db with the store the run was saved to.");
+            var resumeText = parse.GetValue(resume);
+            // A new run is saved only where --db or --db-file says; $TASKFLOW_DB names the store of a run to resume.
+            var db = StoreLocator.Resolve(parse, common.OptionalDb, common, useEnvironment: resumeText is not null, c);
+            if (resumeText is not null && db is null)
+                throw new CliException(ExitCodes.Usage, "--resume needs --db: the flow detail to resume is read from the store.", $"Add --db (or --db-file, or set {CommonOptions.DbVariable}) with the store the run was saved to.");
             var degree = parse.GetValue(parallel);
             if (degree is 0 or < -1)
                 throw new CliException(ExitCodes.Usage, $"--parallel {degree} is not a number of tasks.", "Give a positive number, or -1 for no limit.");
             var values = StoreValues.Parse(parse.GetValue(store) ?? []);
             var flow = await FlowFactoryLoader.CreateFlowAsync(parse.GetValue(common.Assembly)!, parse.GetValue(common.Factory)!);
 
-            await using var target = db is null ? null : StoreLocator.Open(db, parse.GetValue(common.Schema)!, mustExist: resumeId is not null, c.Redactor);
-            if (resumeId is { } id && target is not null && await target.Backend.GetFlowDetailAsync(id, ct) is null)
-                throw new CliException(ExitCodes.NotFound, $"{target.DisplayName} has no flow detail {id} to resume.", $"Saved runs are listed by: taskflow books list --db {db}");
+            await using var target = db is null ? null : StoreLocator.Open(db, parse.GetValue(common.Schema)!, resumeText is null ? StoreAccess.Create : StoreAccess.Existing, c.Redactor);
+            if (target is not null) await target.CheckAsync(ct);
+            Guid? resumeId = null;
+            if (resumeText is not null && target is not null)
+            {
+                if (Guid.TryParse(resumeText, out var full))
+                {
+                    if (await target.Backend.GetFlowDetailAsync(full, ct) is null)
+                        throw new CliException(ExitCodes.NotFound, $"{target.DisplayName} has no flow detail {full} to resume.", $"Saved runs are listed by: taskflow books list --db {db}");
+                    resumeId = full;
+                }
+                else resumeId = (await BookCatalog.LoadAsync(target.Backend, ct)).FindFlowDetail(resumeText).Id;
+            }
             var flowDetailId = resumeId ?? (target is null ? null : Guid.CreateVersion7());
             var options = new EngineOptions
             {

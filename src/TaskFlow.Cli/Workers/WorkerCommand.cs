@@ -18,25 +18,31 @@ internal static class WorkerCommand
     {
         var amqp = new Option<string?>("--amqp")
         {
-            Description = "The broker, as an AMQP URI (amqp://user:password@host:5672/vhost; amqps:// for TLS). Default: $TASKFLOW_AMQP.",
+            Description = "The broker, as an AMQP URI (amqp://user:password@host:5672/vhost; amqps:// for TLS). Default: $TASKFLOW_AMQP. " +
+                "Keep the password off the command line: use --amqp-file or $TASKFLOW_AMQP.",
+        };
+        var amqpFile = new Option<string?>("--amqp-file")
+        {
+            Description = "Read --amqp from the first line of this file (lines starting with # are skipped), so the password is not on the command line.",
         };
         var topic = new Option<string>("--topic") { Description = "The topic to serve; engines send requests for these tasks to it.", DefaultValueFactory = _ => "taskflow" };
         var concurrency = new Option<int>("--concurrency") { Description = "How many requests run at once.", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var tasks = new Option<string[]>("--task")
+        var tasks = new Option<string[]>("--task", "--tasks")
         {
-            Description = "A task type to serve, by full or short name (repeatable). Default: every public task type of the assembly with a public parameterless constructor.",
+            Description = "A task type to serve, by full or short name (repeatable). Default: the task types marked [RemoteTask]; " +
+                "with neither, the worker refuses to start (it serves nothing it was not told to).",
             AllowMultipleArgumentsPerToken = false,
         };
         var command = new Command("worker", "Serve an assembly's task types to distributed engines over RabbitMQ until stopped.")
         {
-            common.Assembly, amqp, topic, concurrency, tasks,
+            common.Assembly, amqp, amqpFile, topic, concurrency, tasks,
         };
         command.SetAction(async (parse, ct) =>
         {
             var c = console();
-            var uri = parse.GetValue(amqp) ?? Environment.GetEnvironmentVariable("TASKFLOW_AMQP");
+            var uri = Secrets.SecretSource.Resolve(parse.GetValue(amqp), parse.GetValue(amqpFile), "--amqp", "TASKFLOW_AMQP", c);
             if (string.IsNullOrWhiteSpace(uri))
-                throw new CliException(ExitCodes.Usage, "No broker given.", "Pass --amqp amqp://user:password@host:5672/ or set TASKFLOW_AMQP.");
+                throw new CliException(ExitCodes.Usage, "No broker given.", "Pass --amqp amqp://host:5672/ (credentials in --amqp-file FILE or $TASKFLOW_AMQP).");
             // The password in the URI is never printed, even when the client library echoes it in an error.
             if (System.Uri.TryCreate(uri, UriKind.Absolute, out var parsed) && parsed.UserInfo.Split(':', 2) is [_, var password])
             {
@@ -45,7 +51,8 @@ internal static class WorkerCommand
             }
             int limit = parse.GetValue(concurrency);
             if (limit < 1) throw new CliException(ExitCodes.Usage, $"--concurrency {limit} is not a number of requests.", "Give a positive number.");
-            var served = FindTaskTypes(FlowFactoryLoader.LoadAssembly(parse.GetValue(common.Assembly)!), parse.GetValue(tasks) ?? []);
+            var named = parse.GetValue(tasks) ?? [];
+            var served = FindTaskTypes(FlowFactoryLoader.LoadAssembly(parse.GetValue(common.Assembly)!), named);
 
             RabbitMqWorkerTransport transport;
             try
@@ -62,7 +69,7 @@ internal static class WorkerCommand
                 foreach (var type in served)
                     worker.AddTask(type.FullName!, () => (FlowTask)Activator.CreateInstance(type)!);
                 await worker.StartAsync(ct);
-                c.Line($"Worker {worker.WorkerId} serves {served.Count} task type(s) on topic '{worker.Topic}': {string.Join(", ", served.Select(t => t.FullName))}");
+                c.Line($"Worker {worker.WorkerId} serves {served.Count} task type(s) on topic '{worker.Topic}' ({(named.Length > 0 ? "named with --task" : "marked [RemoteTask]")}): {string.Join(", ", served.Select(t => t.FullName))}");
                 c.Line("Ctrl+C stops it; requests in progress finish first.");
                 try
                 {
@@ -80,7 +87,10 @@ internal static class WorkerCommand
         return command;
     }
 
-    /// <summary>The task types to serve: the named ones, or every public concrete task type with a public parameterless constructor.</summary>
+    /// <summary>
+    /// The task types to serve: the named ones, or those marked <see cref="RemoteTaskAttribute"/>; never every task of the
+    /// assembly by default, since a worker runs whatever its callers ask of the types it serves.
+    /// </summary>
     internal static IReadOnlyList<Type> FindTaskTypes(Assembly assembly, IReadOnlyList<string> names)
     {
         var candidates = FlowFactoryLoader.LoadableTypes(assembly)
@@ -89,10 +99,13 @@ internal static class WorkerCommand
             .ToList();
         if (names.Count == 0)
         {
-            if (candidates.Count == 0)
-                throw new CliException(ExitCodes.NotFound, $"Assembly {assembly.GetName().Name} has no public task type with a public parameterless constructor.",
-                    "A worker builds a fresh task for each request: give your FlowTask subclasses a public constructor without parameters.");
-            return candidates;
+            var marked = candidates.Where(t => t.IsDefined(typeof(RemoteTaskAttribute), inherit: false)).ToList();
+            if (marked.Count > 0) return marked;
+            throw new CliException(ExitCodes.Usage,
+                $"No task types to serve: none was named with --task, and no task type of assembly {assembly.GetName().Name} is marked [RemoteTask].",
+                candidates.Count == 0
+                    ? "A worker builds a fresh task for each request: give your FlowTask subclasses a public constructor without parameters."
+                    : $"Name them (--task {candidates[0].Name} …) or mark them [RemoteTask]; servable types: {string.Join(", ", candidates.Select(t => t.FullName))}.");
         }
         var chosen = new List<Type>();
         foreach (var name in names)

@@ -116,12 +116,19 @@ internal static class BackendSupport
     public static AtomDetail ReadAtomColumn(byte[] utf8, string atom, string owner, int maxDocumentBytes) =>
         ModelCodec.Parse(utf8, maxDocumentBytes, $"{atom} of {owner}", (e, r) => ModelCodec.ReadAtom(e, r, owner));
 
-    /// <summary>Checks that an atom read from a row agrees with the row's key columns.</summary>
-    public static AtomDetail CheckRow(AtomDetail atom, Guid id, string name, string subject)
+    /// <summary>
+    /// Checks that an atom read from a row agrees with the row's columns: its key, and the kind and state every save
+    /// writes beside the document (so a document edited to another state, which would otherwise load as a valid
+    /// atom, is reported as damage).
+    /// </summary>
+    public static AtomDetail CheckRow(AtomDetail atom, Guid id, string name, string kind, string state, string subject)
     {
         if (atom.Id != id || atom.Name != name)
             throw new PersistenceException(
                 $"Stored data for {subject} is malformed: its document describes atom '{atom.Name}' ({atom.Id}). The store was changed outside TaskFlow.");
+        if (atom.Kind != kind || atom.State.ToTaskFlowName() != state)
+            throw new PersistenceException(
+                $"Stored data for {subject} is malformed: its row says {kind} {state}, its document {atom.Kind} {atom.State.ToTaskFlowName()}. The store was changed outside TaskFlow.");
         return atom;
     }
 

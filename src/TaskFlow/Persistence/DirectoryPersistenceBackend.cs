@@ -39,6 +39,8 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
     private readonly SemaphoreSlim _writeGate = new(1, 1);
     private readonly SchemaGate _schema;
     private readonly ConcurrentDictionary<Guid, Guid> _flowLogBooks = new();
+    private readonly DirectorySync _sync;
+    private readonly bool _readOnly;
     private volatile bool _disposed;
 
     /// <summary>Creates a backend on the directory at <paramref name="path"/>.</summary>
@@ -49,8 +51,16 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
 
     /// <summary>Creates a backend with the given options.</summary>
     public DirectoryPersistenceBackend(DirectoryPersistenceOptions options)
+        : this(options, DirectorySync.Posix)
+    {
+    }
+
+    /// <summary>Creates a backend whose directory syncs go through <paramref name="sync"/> (tests inject failures or record the calls).</summary>
+    internal DirectoryPersistenceBackend(DirectoryPersistenceOptions options, DirectorySync sync)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(sync);
+        _sync = sync;
         ArgumentException.ThrowIfNullOrWhiteSpace(options.Path, nameof(options.Path));
         BackendSupport.CheckMaxDocumentBytes(options.MaxDocumentBytes);
         if (options.LockTimeout < TimeSpan.Zero)
@@ -64,7 +74,8 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
         _maxBytes = options.MaxDocumentBytes;
         _lockTimeout = options.LockTimeout;
         _timeProvider = options.TimeProvider ?? TimeProvider.System;
-        _schema = new SchemaGate(EnsureSchemaCoreAsync);
+        _readOnly = options.ReadOnly;
+        _schema = new SchemaGate(_readOnly ? CheckSchemaAsync : EnsureSchemaCoreAsync);
     }
 
     /// <summary>The full path of the store's directory.</summary>
@@ -83,9 +94,9 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
             var version = await ReadSchemaVersionAsync(cancellationToken).ConfigureAwait(false);
             if (version > SchemaVersion)
                 throw BackendSupport.SchemaTooNew($"directory store '{_root}'", version, SchemaVersion);
-            Directory.CreateDirectory(_logBooksDir);
-            Directory.CreateDirectory(_flowsDir);
-            Directory.CreateDirectory(_ownersDir);
+            CreateDirectoryDurably(_logBooksDir);
+            CreateDirectoryDurably(_flowsDir);
+            CreateDirectoryDurably(_ownersDir);
             if (version < SchemaVersion)
             {
                 // Version 0 is an empty or new directory; version 1 had no owners directory, which is all version 2 adds.
@@ -95,6 +106,19 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
             RemoveLeftovers();
             return true;
         }, cancellationToken, ensureSchema: false);
+
+    /// <summary>A read-only store is checked, never created or cleaned up.</summary>
+    private async Task CheckSchemaAsync(CancellationToken cancellationToken)
+    {
+        const string nothing = "It was opened read-only: nothing was changed.";
+        if (!Directory.Exists(_root))
+            throw new PersistenceException($"There is no directory store at '{_root}': the directory does not exist. {nothing}");
+        var version = await ReadSchemaVersionAsync(cancellationToken).ConfigureAwait(false);
+        if (version == 0)
+            throw new PersistenceException($"The directory '{_root}' is not a TaskFlow store: it has no schema.json. {nothing}");
+        if (version > SchemaVersion)
+            throw BackendSupport.SchemaTooNew($"directory store '{_root}'", version, SchemaVersion);
+    }
 
     private async Task<int> ReadSchemaVersionAsync(CancellationToken cancellationToken)
     {
@@ -170,11 +194,13 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
             {
                 trash = System.IO.Path.Combine(_flowsDir, $"{TrashPrefix}{logBookId:N}-{Guid.NewGuid():N}");
                 Directory.Move(flowsDir, trash);
+                // Durable before the book goes: a crash must never bring back flow details whose logbook is gone.
+                _sync.Flush(_flowsDir, $"moving '{flowsDir}' aside to delete it");
             }
             if (existed)
             {
                 File.Delete(bookPath);
-                DirectorySync.Flush(_logBooksDir);
+                _sync.Flush(_logBooksDir, $"deleting the logbook file '{bookPath}'");
             }
             if (trash is not null)
             {
@@ -250,7 +276,7 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
             TryDelete(OwnerPath(flowDetailId));
             if (LocateFlow(flowDetailId) is not { } located) return false;
             File.Delete(located.Path);
-            DirectorySync.Flush(System.IO.Path.GetDirectoryName(located.Path)!);
+            _sync.Flush(System.IO.Path.GetDirectoryName(located.Path)!, $"deleting flow detail file '{located.Path}'");
             _flowLogBooks.TryRemove(flowDetailId, out _);
             return true;
         }, cancellationToken);
@@ -301,9 +327,9 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
                 Directory.Move(dir, trash);
                 Directory.Delete(trash, recursive: true);
             }
-            DirectorySync.Flush(_logBooksDir);
-            DirectorySync.Flush(_flowsDir);
-            DirectorySync.Flush(_ownersDir);
+            _sync.Flush(_logBooksDir, "clearing the store");
+            _sync.Flush(_flowsDir, "clearing the store");
+            _sync.Flush(_ownersDir, "clearing the store");
             _flowLogBooks.Clear();
             return Task.FromResult(true);
         }, cancellationToken);
@@ -465,27 +491,68 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
         return flow;
     }
 
-    /// <summary>Writes a file so that readers and crashes only ever see the old or the new content.</summary>
-    private static async Task WriteAtomicAsync(string path, byte[] data, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes a file so that readers and crashes only ever see the old or the new content, and the new content is on
+    /// disk when this returns: the temporary file is fsynced, renamed over the target, and the directory fsynced (with
+    /// every directory created on the way, see <see cref="CreateDirectoryDurably"/>). A failure of any step is a
+    /// <see cref="PersistenceException"/> naming the file and the step.
+    /// </summary>
+    private async Task WriteAtomicAsync(string path, byte[] data, CancellationToken cancellationToken)
     {
         var dir = System.IO.Path.GetDirectoryName(path)!;
-        Directory.CreateDirectory(dir);
+        CreateDirectoryDurably(dir);
         var temp = $"{path}.{Guid.NewGuid():N}{TempSuffix}";
+        var step = $"writing the temporary file '{temp}'";
         try
         {
             await using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 4096, FileOptions.Asynchronous))
             {
                 await stream.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+                step = $"fsyncing the temporary file '{temp}'";
                 stream.Flush(flushToDisk: true);
             }
+            step = $"renaming '{temp}' to '{path}'";
             File.Move(temp, path, overwrite: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(temp);
+            throw new PersistenceException($"Could not save '{path}': {step} failed: {ex.Message} The previous content of the file is unchanged.", ex);
         }
         catch
         {
             TryDelete(temp);
             throw;
         }
-        DirectorySync.Flush(dir);
+        _sync.Flush(dir, $"renaming the new '{path}' into place");
+    }
+
+    /// <summary>
+    /// Creates <paramref name="dir"/> and any missing parent, and makes each new one durable: a new directory's entry
+    /// lives in its parent, so the parent is fsynced after each creation (and the new directory itself, so what is
+    /// later renamed into it has a synced home). Without this a power loss can drop a new logbook's directory,
+    /// and with it the first file saved in it, although the save returned.
+    /// </summary>
+    private void CreateDirectoryDurably(string dir)
+    {
+        if (Directory.Exists(dir)) return;
+        var missing = new Stack<string>();
+        for (var d = dir; !string.IsNullOrEmpty(d) && !Directory.Exists(d); d = System.IO.Path.GetDirectoryName(d))
+            missing.Push(d);
+        while (missing.TryPop(out var d))
+        {
+            try
+            {
+                Directory.CreateDirectory(d);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new PersistenceException($"Could not create the directory '{d}' of the directory store '{_root}': {ex.Message}", ex);
+            }
+            _sync.Flush(d, $"creating the directory '{d}'");
+            if (System.IO.Path.GetDirectoryName(d) is { Length: > 0 } parent)
+                _sync.Flush(parent, $"creating the directory '{d}'");
+        }
     }
 
     private static void TryDelete(string path)
@@ -499,11 +566,12 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
     {
         ThrowIfDisposed();
         cancellationToken.ThrowIfCancellationRequested();
+        if (_readOnly) throw new PersistenceException($"The directory store '{_root}' was opened read-only: it cannot be written.");
         if (ensureSchema) await _schema.EnsureAsync(cancellationToken).ConfigureAwait(false);
         await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            Directory.CreateDirectory(_root);
+            CreateDirectoryDurably(_root);
             using var fileLock = await AcquireFileLockAsync(cancellationToken).ConfigureAwait(false);
             return await action().ConfigureAwait(false);
         }
@@ -537,30 +605,4 @@ public sealed class DirectoryPersistenceBackend : IFencedPersistenceBackend, IFe
         }
     }
 
-    /// <summary>Flushes a directory's entries (the renames) to disk; best effort, Unix only.</summary>
-    private static class DirectorySync
-    {
-        public static void Flush(string dir)
-        {
-            if (OperatingSystem.IsWindows()) return;
-            try
-            {
-                var fd = open(dir, 0);
-                if (fd < 0) return;
-                _ = fsync(fd);
-                _ = close(fd);
-            }
-            catch (DllNotFoundException) { }
-            catch (EntryPointNotFoundException) { }
-        }
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern int fsync(int fd);
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern int close(int fd);
-    }
 }

@@ -345,6 +345,9 @@ internal static class ModelCodec
         var intention = r.Intention(e, "intention");
         var version = r.String(e, "version");
         var meta = r.Metadata(e, "meta");
+        // An atom's optional properties (its result, failures, history) must not vanish because a key was renamed or
+        // added by hand: unknown keys are damage, not something to skip.
+        r.OnlyKnown(e, kind == RetryKind ? RetryProperties : TaskProperties);
         return kind switch
         {
             TaskKind => r.Build(() => new TaskDetail
@@ -382,9 +385,22 @@ internal static class ModelCodec
 
     public static IReadOnlyDictionary<string, JsonElement> ReadMetadata(JsonElement e, Reader r) => r.MetadataValue(e, "meta");
 
+    private static readonly string[] TaskProperties = ["kind", "id", "name", "state", "intention", "version", "meta", "result", "failure", "revert_result", "revert_failure"];
+    private static readonly string[] RetryProperties = ["kind", "id", "name", "state", "intention", "version", "meta", "history", "failure", "revert_failure"];
+    private static readonly string[] FailureProperties = ["types", "message", "stack", "cause"];
+    private static readonly string[] AttemptProperties = ["value", "failures"];
+
     /// <summary>Strict accessors that throw <see cref="PersistenceException"/> naming the object being read.</summary>
     internal readonly struct Reader(string subject, string? location)
     {
+        /// <summary>Refuses a property that is not one of <paramref name="known"/>.</summary>
+        public void OnlyKnown(JsonElement obj, string[] known, string? path = null)
+        {
+            foreach (var property in obj.EnumerateObject())
+                if (Array.IndexOf(known, property.Name) < 0)
+                    throw Malformed($"{(path is null ? "" : $"'{path}' has ")}an unknown property '{property.Name}' (expected only {string.Join(", ", known)})");
+        }
+
         public string Subject => subject;
 
         public Reader Named(string newSubject) => new(newSubject, location);
@@ -471,6 +487,7 @@ internal static class ModelCodec
                 throw Malformed($"'{path}' nests causes deeper than {MaxFailureDepth}");
             if (e.ValueKind != JsonValueKind.Object)
                 throw Malformed($"'{path}' is {e.ValueKind}, expected a failure object");
+            OnlyKnown(e, FailureProperties, path);
             var typesElement = e.TryGetProperty("types", out var t) ? t : throw Malformed($"'{path}.types' is missing");
             if (typesElement.ValueKind != JsonValueKind.Array || typesElement.GetArrayLength() == 0)
                 throw Malformed($"'{path}.types' must be a non-empty array of type names");
@@ -503,6 +520,7 @@ internal static class ModelCodec
         {
             if (item.ValueKind != JsonValueKind.Object)
                 throw Malformed($"'{path}' is {item.ValueKind}, expected an object");
+            OnlyKnown(item, AttemptProperties, path);
             var failuresElement = item.TryGetProperty("failures", out var f) && f.ValueKind == JsonValueKind.Object
                 ? f
                 : throw Malformed($"'{path}.failures' is missing or not an object");

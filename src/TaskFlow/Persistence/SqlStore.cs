@@ -81,6 +81,9 @@ internal abstract class SqlStore : IDisposable, IFencedStore
     /// <summary>A shared row-lock clause.</summary>
     protected abstract string ForShare { get; }
 
+    /// <summary>Whether the store was opened for reading only: every write is refused before it reaches the database.</summary>
+    protected virtual bool IsReadOnly => false;
+
     /// <summary>A clearer exception for a provider error (e.g. a value the database cannot store), or null.</summary>
     protected virtual Exception? Translate(DbException exception, string operation) => null;
 
@@ -250,7 +253,7 @@ internal abstract class SqlStore : IDisposable, IFencedStore
     {
         if (atoms.Length > 0 && SavesKnownAtomsInOneRoundTrip)
         {
-            var outcome = await GatedWriteAsync(() => InSessionAsync(operation,
+            var outcome = await GatedWriteAsync(operation, () => InSessionAsync(operation,
                 s => SaveKnownAtomsInOneRoundTripAsync(s.Connection, flowDetailId, atoms, fence, cancellationToken), cancellationToken), cancellationToken).ConfigureAwait(false);
             if (outcome == KnownAtomsSave.Saved) return;
             // Fenced, nothing written may also mean a newer owner: the checked path below says which.
@@ -388,7 +391,7 @@ internal abstract class SqlStore : IDisposable, IFencedStore
         var atomsByFlow = headers.ToDictionary(h => h.Flow.Id, _ => new List<AtomDetail>());
         var subjects = headers.ToDictionary(h => h.Flow.Id, h => h.Subject);
         await using (var cmd = Command(c, tx,
-            $"SELECT a.flow_detail_id, a.id, a.name, a.data FROM {Table("atom_details")} a JOIN {Table("flow_details")} f ON f.id = a.flow_detail_id " +
+            $"SELECT a.flow_detail_id, a.id, a.name, a.data, a.kind, a.state FROM {Table("atom_details")} a JOIN {Table("flow_details")} f ON f.id = a.flow_detail_id " +
             $"WHERE f.{keyColumn} = @id ORDER BY a.flow_detail_id, a.seq", ("id", IdValue(key))))
         await using (var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false))
         {
@@ -400,7 +403,7 @@ internal abstract class SqlStore : IDisposable, IFencedStore
                 var atomName = ModelValues.Describe("atom", name, atomId);
                 var owner = $"{subjects[flowId]} in {StoreName}";
                 var atom = BackendSupport.ReadAtomColumn(Encoding.UTF8.GetBytes(reader.GetString(3)), atomName, owner, MaxBytes);
-                atomsByFlow[flowId].Add(BackendSupport.CheckRow(atom, atomId, name, $"{atomName} of {owner}"));
+                atomsByFlow[flowId].Add(BackendSupport.CheckRow(atom, atomId, name, reader.GetString(4), reader.GetString(5), $"{atomName} of {owner}"));
             }
         }
         return headers.Select(h => Build($"{h.Subject} in {StoreName}", () => h.Flow with { Atoms = atomsByFlow[h.Flow.Id] })).ToList();
@@ -517,7 +520,7 @@ internal abstract class SqlStore : IDisposable, IFencedStore
     }
 
     private Task<T> WriteAsync<T>(string operation, Func<Session, DbTransaction, Task<T>> body, CancellationToken cancellationToken) =>
-        GatedWriteAsync(() => InTransactionAsync(operation, write: true, body, cancellationToken), cancellationToken);
+        GatedWriteAsync(operation, () => InTransactionAsync(operation, write: true, body, cancellationToken), cancellationToken);
 
     /// <summary>A write that, when <paramref name="fence"/> is given, first checks the owner in the same transaction.</summary>
     private Task<T> WriteAsync<T>(string operation, Fence? fence, string fencedOperation, Func<Session, DbTransaction, Task<T>> body, CancellationToken cancellationToken) =>
@@ -556,9 +559,10 @@ internal abstract class SqlStore : IDisposable, IFencedStore
                 await ReadOwnerAsync(s.Connection, tx, flowDetailId, "", cancellationToken).ConfigureAwait(false));
         }, cancellationToken);
 
-    private async Task<T> GatedWriteAsync<T>(Func<Task<T>> write, CancellationToken cancellationToken)
+    private async Task<T> GatedWriteAsync<T>(string operation, Func<Task<T>> write, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
+        if (IsReadOnly) throw new PersistenceException($"{StoreName} was opened read-only: cannot {operation}.");
         await _schema.EnsureAsync(cancellationToken).ConfigureAwait(false);
         if (_writeGate is not null) await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try

@@ -9,30 +9,56 @@ using TaskFlow.States;
 namespace TaskFlow.Chaos.CrashResume;
 
 /// <summary>
-/// <c>crash-resume</c>: runs a persisted flow in a child process, SIGKILLs it at a random moment, resumes it in a new
-/// child (possibly killed again) until it ends, and checks the outcome against an uninterrupted run of the same flow:
+/// <c>crash-resume</c>: runs a persisted flow in a child process, kills it, resumes it in a new child (possibly killed
+/// again) until it ends, and checks the outcome against an uninterrupted run of the same flow. Most kills are made by
+/// the child itself, through <see cref="FaultInjectingBackend"/>, right before or after its k-th backend call (k random:
+/// the calls of preparing — logbook and flow detail creation, loading the saved run — as well as the run's saves, and
+/// often right before the flow-state save that follows an atom save); the others are SIGKILLs from the parent at a
+/// random time. Checked:
 /// <list type="bullet">
-/// <item>the final flow state, every atom's state, intention and saved result are the same;</item>
+/// <item>the final flow state, every atom's state, intention and saved result are the same as uninterrupted;</item>
 /// <item>every atom executed (and reverted) as often as in the uninterrupted run, plus at most once per kill that
-/// caught it saved as RUNNING (REVERTING) — so nothing saved as finished ran again, and only in-flight atoms did.</item>
+/// caught it saved as RUNNING (REVERTING) — so nothing saved as finished ran again, and only in-flight atoms did;</item>
+/// <item>the <see cref="SaveLedger"/> rules: no acknowledged save is lost at a kill, and a task runs only when its last
+/// saved state is RUNNING (reverts only when REVERTING).</item>
 /// </list>
+/// <c>--self-test</c> runs the same cases against deliberately broken stores (<see cref="AckBeforeWriteBackend"/>,
+/// <see cref="DropRunningSavesBackend"/>) and passes only if each of them makes cases fail; <c>--broken NAME</c> runs
+/// one of them (or <see cref="ForgetFinishedBackend"/>) as a normal run, which must then fail.
 /// </summary>
 internal static class CrashResumeChaos
 {
     public const string ChildCommand = "crash-resume-child";
     private const string PostgresSchema = "chaos_crash_resume";
+    private const int SigKillExitCode = 128 + 9;
+    private const long CallsPerChild = 1_000_000;
+
+    /// <summary>The broken stores (test code only) <c>--broken</c> accepts.</summary>
+    private static readonly string[] BrokenVariants = ["ack-before-write", "drop-running", "forget-last-finished"];
+
+    /// <summary>
+    /// The ones the self-test requires to fail. forget-last-finished only bites when a kill lands after a run's last
+    /// task was saved SUCCESS and before anything else was (about one case in ten), so it is left to <c>--broken</c>.
+    /// </summary>
+    private static readonly string[] SelfTestVariants = ["ack-before-write", "drop-running"];
 
     private sealed record Case(int Index, string Shape, bool Parallel, int FlowSeed, Guid FlowDetailId, Guid LogBookId);
 
+    private sealed record Settings(string Backend, string? Postgres, int MaxKills, string? Broken);
+
     public static async Task<int> RunAsync(string[] args)
     {
-        var o = Options.Parse(args);
+        var o = Options.Parse(args, "backend", "iterations", "seed", "max-kills", "self-test", "broken");
         string backend = o.Get("backend") ?? throw new ArgumentException("--backend sqlite|postgres|directory is required.");
         if (backend is not ("sqlite" or "postgres" or "directory"))
             throw new ArgumentException($"--backend must be sqlite, postgres or directory, not '{backend}'.");
-        int iterations = int.Parse(o.Get("iterations") ?? "20", System.Globalization.CultureInfo.InvariantCulture);
-        int seed = int.Parse(o.Get("seed") ?? Environment.TickCount.ToString(System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture);
-        int maxKills = int.Parse(o.Get("max-kills") ?? "3", System.Globalization.CultureInfo.InvariantCulture);
+        bool selfTest = o.Get("self-test") is { } st && (st == "true" ? true : st == "false" ? false : throw new ArgumentException("--self-test takes true or false."));
+        int iterations = o.Int("iterations", selfTest ? 10 : 20);
+        int seed = o.Int("seed", Environment.TickCount);
+        int maxKills = o.Int("max-kills", 3);
+        var broken = o.Get("broken");
+        if (broken is not null && !BrokenVariants.Contains(broken))
+            throw new ArgumentException($"--broken must be one of {string.Join(", ", BrokenVariants)}, not '{broken}'.");
         string? postgres = null;
         if (backend == "postgres")
         {
@@ -44,10 +70,43 @@ internal static class CrashResumeChaos
             }
         }
 
+        if (!selfTest)
+        {
+            var summary = await RunCasesAsync(new Settings(backend, postgres, maxKills, broken), iterations, seed, quiet: false);
+            return summary.Failed == 0 && summary.Passed > 0 ? 0 : 1;
+        }
+
+        // The self-test: every broken store must make the same chaos fail.
+        int caught = 0, missed = 0;
+        foreach (var variant in SelfTestVariants)
+        {
+            Console.WriteLine($"self-test: crash-resume against the broken store '{variant}' (it must fail)");
+            var summary = await RunCasesAsync(new Settings(backend, postgres, maxKills, variant), iterations, seed, quiet: true);
+            if (summary.Failed > 0)
+            {
+                caught++;
+                Console.WriteLine($"PASS self-test {variant}: {summary.Failed} of {summary.Failed + summary.Passed} cases FAILED, as expected; first: {summary.FirstProblem}");
+            }
+            else
+            {
+                missed++;
+                Console.WriteLine($"FAIL self-test {variant}: all {summary.Passed} cases passed — the chaos did not notice the broken store");
+            }
+        }
+        Console.WriteLine($"{caught} passed, {missed} failed");
+        return missed == 0 ? 0 : 1;
+    }
+
+    private sealed record Summary(int Passed, int Failed, string? FirstProblem);
+
+    private static async Task<Summary> RunCasesAsync(Settings settings, int iterations, int seed, bool quiet)
+    {
         var root = Directory.CreateTempSubdirectory("taskflow-chaos-").FullName;
-        Console.WriteLine($"crash-resume backend={backend} iterations={iterations} seed={seed} max-kills={maxKills} work={root}");
+        Console.WriteLine($"crash-resume backend={settings.Backend} iterations={iterations} seed={seed} max-kills={settings.MaxKills}{(settings.Broken is null ? "" : $" broken={settings.Broken}")} work={root}");
         var rng = new Random(seed);
         int passed = 0, failed = 0, totalKills = 0, killedMidRun = 0, reexecuted = 0;
+        string? firstProblem = null;
+        var histogram = new SortedDictionary<string, int>(StringComparer.Ordinal);
         var watch = Stopwatch.StartNew();
         try
         {
@@ -55,81 +114,133 @@ internal static class CrashResumeChaos
             {
                 var c = new Case(i, ChaosFlows.Shapes[rng.Next(ChaosFlows.Shapes.Length)], rng.Next(2) == 1, rng.Next(), Guid.NewGuid(), Guid.NewGuid());
                 var dir = Directory.CreateDirectory(Path.Combine(root, $"case-{i:D4}")).FullName;
-                string connection = backend switch
+                string connection = settings.Backend switch
                 {
                     "sqlite" => Path.Combine(dir, "runs.db"),
                     "directory" => Path.Combine(dir, "store"),
-                    _ => postgres!,
+                    _ => settings.Postgres!,
                 };
+                string? problem;
+                Outcome? outcome = null;
                 try
                 {
-                    var outcome = await RunCaseAsync(c, backend, connection, dir, rng, maxKills);
+                    outcome = await RunCaseAsync(c, settings, connection, dir, rng);
                     totalKills += outcome.Kills;
                     killedMidRun += outcome.KillsWithAtomsInFlight;
                     reexecuted += outcome.Reexecuted;
-                    if (outcome.Problem is null)
-                    {
-                        passed++;
-                        Console.WriteLine($"PASS {i} {c.Shape} {(c.Parallel ? "parallel" : "serial")} kills={outcome.Kills} in-flight-kills={outcome.KillsWithAtomsInFlight} re-executed={outcome.Reexecuted}");
-                        Directory.Delete(dir, recursive: true);
-                    }
-                    else
-                    {
-                        failed++;
-                        Console.WriteLine($"FAIL {i} {c.Shape} {(c.Parallel ? "parallel" : "serial")} kills={outcome.Kills}: {outcome.Problem} (kept {dir})");
-                    }
+                    foreach (var point in outcome.KillPoints) histogram[point] = histogram.GetValueOrDefault(point) + 1;
+                    problem = outcome.Problem;
                 }
                 catch (Exception e)
                 {
+                    problem = $"{e.GetType().Name}: {e.Message}";
+                }
+                string what = $"{i} {c.Shape} {(c.Parallel ? "parallel" : "serial")}";
+                if (problem is null)
+                {
+                    passed++;
+                    if (!quiet) Console.WriteLine($"PASS {what} kills={outcome!.Kills} in-flight-kills={outcome.KillsWithAtomsInFlight} re-executed={outcome.Reexecuted}");
+                    Directory.Delete(dir, recursive: true);
+                }
+                else
+                {
                     failed++;
-                    Console.WriteLine($"FAIL {i} {c.Shape}: {e.GetType().Name}: {e.Message} (kept {dir})");
+                    firstProblem ??= problem;
+                    if (quiet)
+                    {
+                        Console.WriteLine($"  failed {what} kills={outcome?.Kills}: {problem}");
+                        Directory.Delete(dir, recursive: true);
+                    }
+                    else Console.WriteLine($"FAIL {what} kills={outcome?.Kills}: {problem} (kept {dir})");
                 }
             }
         }
         finally
         {
-            if (failed == 0) Directory.Delete(root, recursive: true);
+            if (failed == 0 || quiet) Directory.Delete(root, recursive: true);
         }
         Console.WriteLine($"kills={totalKills} kills-with-atoms-in-flight={killedMidRun} atoms-re-executed={reexecuted} elapsed={watch.Elapsed.TotalSeconds:F1}s");
-        Console.WriteLine($"{passed} passed, {failed} failed");
-        return failed == 0 && passed > 0 ? 0 : 1;
+        Console.WriteLine("where the kills landed (backend call, before/after it, phase of the child):");
+        foreach (var (point, count) in histogram) Console.WriteLine($"  {point,-52} {count,5}");
+        if (!quiet) Console.WriteLine($"{passed} passed, {failed} failed");
+        return new Summary(passed, failed, firstProblem);
     }
 
-    private sealed record Outcome(string? Problem, int Kills, int KillsWithAtomsInFlight, int Reexecuted);
+    private sealed record Outcome(string? Problem, int Kills, int KillsWithAtomsInFlight, int Reexecuted, IReadOnlyList<string> KillPoints);
 
-    private static async Task<Outcome> RunCaseAsync(Case c, string backendKind, string connection, string dir, Random rng, int maxKills)
+    /// <summary>How many backend calls an uninterrupted run of the case makes (to draw k from), and how many flow-state saves.</summary>
+    private sealed record Census(int Calls, int FlowStateSaves);
+
+    private static async Task<Outcome> RunCaseAsync(Case c, Settings settings, string connection, string dir, Random rng)
     {
+        // The uninterrupted reference: the same flow, in process, saved to memory so results are compared as saved JSON;
+        // its backend calls are counted, to draw the kill points from.
+        var reference = new MemorySideEffects();
+        var memory = new FaultInjectingBackend(new InMemoryPersistenceBackend(), new MemorySideEffects(), kill: null, callBase: 0);
+        var refEngine = Create(ChaosFlows.Build(c.Shape, reference, c.FlowSeed, delays: false), c.Parallel, new EngineOptions { Persistence = memory });
+        try { await refEngine.RunAsync(); } catch (InvalidOperationException) { /* the failing shapes end REVERTED */ }
+        var expected = (await memory.GetFlowDetailAsync(refEngine.FlowDetailId!.Value))!;
+        var census = new Census(memory.Calls - 1, memory.CallsOf(nameof(IPersistenceBackend.UpdateFlowStateAsync)));
+
         var effectsPath = Path.Combine(dir, "effects.log");
         var allowedExecs = new Dictionary<string, int>(StringComparer.Ordinal);
         var allowedReverts = new Dictionary<string, int>(StringComparer.Ordinal);
-        int kills = 0, inFlightKills = 0;
-        int plannedKills = rng.Next(1, maxKills + 1);
+        int kills = 0, inFlightKills = 0, outran = 0;
+        int plannedKills = rng.Next(1, settings.MaxKills + 1);
+        Outcome Result(string? problem, int reexecuted = 0, SaveLedger? ledger = null) =>
+            new(problem, kills, inFlightKills, reexecuted, [.. ledger?.KillPoints ?? [], .. Enumerable.Repeat("in-call kill not reached: the child finished first", outran)]);
         for (int attempt = 0; ; attempt++)
         {
-            if (attempt > maxKills + 3) return new Outcome($"the flow did not end after {attempt} children", kills, inFlightKills, 0);
-            await using (var probe = OpenBackend(backendKind, connection))
+            if (attempt > settings.MaxKills + 3) return Result($"the flow did not end after {attempt} children");
+            await using (var probe = OpenBackend(settings.Backend, connection))
             {
                 var state = (await probe.GetFlowDetailAsync(c.FlowDetailId))?.State;
                 // A finished run is not started again: loading a REVERTED run resets it (TaskFlow's prepare).
                 if (state is FlowState.Success or FlowState.Reverted or FlowState.Failure) break;
             }
             bool kill = kills < plannedKills;
-            Trace($"case {c.Index} attempt {attempt} start child");
-            using var child = StartChild(c, backendKind, connection, effectsPath);
-            if (kill)
+            KillPoint? inCall = null;
+            if (kill && rng.Next(4) != 0)
+            {
+                // Mostly any call, k drawn over the calls an uninterrupted run makes (fewer remain after a resume); now and
+                // then right before a flow-state save, i.e. between the atom save and the flow-state save of one flush.
+                int span = attempt == 0 ? census.Calls : Math.Max(4, census.Calls / 2);
+                inCall = rng.Next(5) == 0 && census.FlowStateSaves > 0
+                    ? new KillPoint(rng.Next(1, census.FlowStateSaves + 1), nameof(IPersistenceBackend.UpdateFlowStateAsync), After: false)
+                    : new KillPoint(rng.Next(1, span + 1), "*", After: rng.Next(2) == 0);
+            }
+            File.AppendAllText(effectsPath, $"child {attempt}\n");
+            Trace($"case {c.Index} attempt {attempt} start child kill={inCall?.ToString() ?? (kill ? "timed" : "none")}");
+            using var child = StartChild(c, settings, connection, effectsPath, inCall, attempt * CallsPerChild);
+            var stdout = new ChildOutput(child);
+            bool killed = false;
+            if (inCall is not null)
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+                try { await child.WaitForExitAsync(timeout.Token); }
+                catch (OperationCanceledException)
+                {
+                    child.Kill(entireProcessTree: true);
+                    await child.WaitForExitAsync();
+                    return Result($"the child did not end within 2 minutes (kill point {inCall}): {stdout.Text}");
+                }
+                if (child.ExitCode == SigKillExitCode) killed = true;
+                else outran++;
+            }
+            else if (kill)
             {
                 // Wait until the child is about to run. Then either kill it after a random time (anywhere, even before
                 // the first save), or — more often — once its tasks have recorded a random number of new side effects,
                 // a few milliseconds later: right in the middle of tasks running and states being saved.
-                int effectsBefore = CountLines(effectsPath);
-                var ready = await WaitForLineAsync(child, "ready", TimeSpan.FromSeconds(30));
+                int effectsBefore = CountTaskLines(effectsPath);
+                var ready = await stdout.WaitForLineAsync("ready", TimeSpan.FromSeconds(30));
                 Trace($"case {c.Index} ready={ready}");
                 if (ready && rng.Next(4) == 0) await Task.Delay(rng.Next(0, c.Parallel ? 60 : 140));
                 else if (ready)
                 {
                     int target = effectsBefore + rng.Next(1, 8);
                     var deadline = Stopwatch.StartNew();
-                    while (!child.HasExited && CountLines(effectsPath) < target && deadline.Elapsed < TimeSpan.FromSeconds(30))
+                    while (!child.HasExited && CountTaskLines(effectsPath) < target && deadline.Elapsed < TimeSpan.FromSeconds(30))
                         await Task.Delay(1);
                     await Task.Delay(rng.Next(0, 15));
                 }
@@ -137,51 +248,51 @@ internal static class CrashResumeChaos
                 {
                     child.Kill(entireProcessTree: true); // SIGKILL
                     await child.WaitForExitAsync();
-                    kills++;
-                    Trace($"case {c.Index} killed");
-                    await using var probe = OpenBackend(backendKind, connection);
-                    var atKill = await probe.GetFlowDetailAsync(c.FlowDetailId);
+                    File.AppendAllText(effectsPath, "timed-kill\n");
+                    killed = true;
+                }
+            }
+            if (killed)
+            {
+                kills++;
+                Trace($"case {c.Index} killed");
+                if (await ProbeAsync(settings.Backend, connection, c.FlowDetailId, effectsPath) is { } atKill)
+                {
                     bool any = false;
-                    foreach (var atom in atKill?.Atoms ?? [])
+                    foreach (var atom in atKill.Atoms)
                     {
                         if (atom.State == AtomState.Running) { allowedExecs[atom.Name] = allowedExecs.GetValueOrDefault(atom.Name) + 1; any = true; }
                         if (atom.State == AtomState.Reverting) { allowedReverts[atom.Name] = allowedReverts.GetValueOrDefault(atom.Name) + 1; any = true; }
                     }
                     if (any) inFlightKills++;
-                    Trace($"case {c.Index} probed");
-                    continue;
                 }
+                continue;
             }
-            var output = await child.StandardOutput.ReadToEndAsync();
             await child.WaitForExitAsync();
+            var output = await stdout.CompleteAsync();
             if (child.ExitCode != 0)
-                return new Outcome($"child exited {child.ExitCode}: {output.Trim()} {await child.StandardError.ReadToEndAsync()}", kills, inFlightKills, 0);
+                return Result($"child exited {child.ExitCode}: {output.Trim()} {await child.StandardError.ReadToEndAsync()}");
         }
 
-        // The uninterrupted reference: the same flow, in process, saved to memory so results are compared as saved JSON.
-        var reference = new MemorySideEffects();
-        var memory = new InMemoryPersistenceBackend();
-        var refEngine = Create(ChaosFlows.Build(c.Shape, reference, c.FlowSeed, delays: false), c.Parallel, new EngineOptions { Persistence = memory });
-        try { await refEngine.RunAsync(); } catch (InvalidOperationException) { /* the failing shapes end REVERTED */ }
-        var expected = (await memory.GetFlowDetailAsync(refEngine.FlowDetailId!.Value))!;
-
-        FlowDetail actual;
-        await using (var b = OpenBackend(backendKind, connection))
-            actual = (await b.GetFlowDetailAsync(c.FlowDetailId))!;
-        if (actual.State != expected.State) return new Outcome($"flow ended {actual.State.ToTaskFlowName()}, uninterrupted run ended {expected.State.ToTaskFlowName()}", kills, inFlightKills, 0);
+        var actual = await ProbeAsync(settings.Backend, connection, c.FlowDetailId, effectsPath);
+        var lines = File.Exists(effectsPath) ? File.ReadAllLines(effectsPath) : [];
+        var (ledgerProblem, ledger) = SaveLedger.Check(lines);
+        if (ledgerProblem is not null) return Result(ledgerProblem, ledger: ledger);
+        if (actual is null) return Result("the flow detail is not in the store", ledger: ledger);
+        if (actual.State != expected.State) return Result($"flow ended {actual.State.ToTaskFlowName()}, uninterrupted run ended {expected.State.ToTaskFlowName()}", ledger: ledger);
         foreach (var e in expected.Atoms)
         {
             var a = actual.FindAtom(e.Name);
-            if (a is null) return new Outcome($"atom '{e.Name}' is missing from the saved run", kills, inFlightKills, 0);
+            if (a is null) return Result($"atom '{e.Name}' is missing from the saved run", ledger: ledger);
             if (a.State != e.State || a.Intention != e.Intention)
-                return new Outcome($"atom '{e.Name}' ended {a.State.ToTaskFlowName()}/{a.Intention.ToTaskFlowName()}, expected {e.State.ToTaskFlowName()}/{e.Intention.ToTaskFlowName()}", kills, inFlightKills, 0);
+                return Result($"atom '{e.Name}' ended {a.State.ToTaskFlowName()}/{a.Intention.ToTaskFlowName()}, expected {e.State.ToTaskFlowName()}/{e.Intention.ToTaskFlowName()}", ledger: ledger);
             if (e is TaskDetail et && a is TaskDetail at && !SameJson(et.Result, at.Result))
-                return new Outcome($"atom '{e.Name}' result {Show(at.Result)}, expected {Show(et.Result)}", kills, inFlightKills, 0);
+                return Result($"atom '{e.Name}' result {Show(at.Result)}, expected {Show(et.Result)}", ledger: ledger);
             if (e is RetryDetail er && a is RetryDetail ar && (er.History.Count != ar.History.Count || !er.History.Zip(ar.History).All(p => SameJson(p.First.Value, p.Second.Value))))
-                return new Outcome($"retry '{e.Name}' history has {ar.History.Count} attempts, expected {er.History.Count}", kills, inFlightKills, 0);
+                return Result($"retry '{e.Name}' history has {ar.History.Count} attempts, expected {er.History.Count}", ledger: ledger);
         }
 
-        var got = Count(File.Exists(effectsPath) ? File.ReadAllLines(effectsPath) : []);
+        var got = Count(lines);
         var want = Count(reference.Lines);
         int reexecuted = 0;
         foreach (var name in got.Keys.Union(want.Keys))
@@ -190,12 +301,22 @@ internal static class CrashResumeChaos
             var (wantExec, wantRevert) = want.GetValueOrDefault(name);
             int okExec = allowedExecs.GetValueOrDefault(name), okRevert = allowedReverts.GetValueOrDefault(name);
             if (gotExec < wantExec || gotExec > wantExec + okExec)
-                return new Outcome($"atom '{name}' executed {gotExec} times; an uninterrupted run executes it {wantExec} times and {okExec} kill(s) caught it RUNNING", kills, inFlightKills, 0);
+                return Result($"atom '{name}' executed {gotExec} times; an uninterrupted run executes it {wantExec} times and {okExec} kill(s) caught it RUNNING", ledger: ledger);
             if (gotRevert < wantRevert || gotRevert > wantRevert + okRevert)
-                return new Outcome($"atom '{name}' reverted {gotRevert} times; an uninterrupted run reverts it {wantRevert} times and {okRevert} kill(s) caught it REVERTING", kills, inFlightKills, 0);
+                return Result($"atom '{name}' reverted {gotRevert} times; an uninterrupted run reverts it {wantRevert} times and {okRevert} kill(s) caught it REVERTING", ledger: ledger);
             reexecuted += gotExec - wantExec + gotRevert - wantRevert;
         }
-        return new Outcome(null, kills, inFlightKills, reexecuted);
+        return Result(null, reexecuted, ledger);
+    }
+
+    /// <summary>Reads the saved run straight from the store (never through a broken variant) and logs what it holds.</summary>
+    private static async Task<FlowDetail?> ProbeAsync(string backendKind, string connection, Guid flowDetailId, string effectsPath)
+    {
+        await using var probe = OpenBackend(backendKind, connection);
+        var detail = await probe.GetFlowDetailAsync(flowDetailId);
+        if (detail is not null) File.AppendAllText(effectsPath, $"probe {FaultInjectingBackend.Describe(detail.Atoms, detail.State)}\n");
+        Trace("probed");
+        return detail;
     }
 
     private static readonly Stopwatch Clock = Stopwatch.StartNew();
@@ -205,13 +326,15 @@ internal static class CrashResumeChaos
         if (Environment.GetEnvironmentVariable("TASKFLOW_CHAOS_TRACE") == "1") Console.Error.WriteLine($"[{Clock.Elapsed.TotalMilliseconds,8:F0} ms] {what}");
     }
 
-    private static int CountLines(string path)
+    /// <summary>The number of task calls (exec and revert lines) in the side-effects log.</summary>
+    private static int CountTaskLines(string path)
     {
         if (!File.Exists(path)) return 0;
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(stream);
         int lines = 0;
-        Span<byte> buffer = stackalloc byte[4096];
-        for (int read; (read = stream.Read(buffer)) > 0;) lines += buffer[..read].Count((byte)'\n');
+        while (reader.ReadLine() is { } line)
+            if (line.StartsWith("exec ", StringComparison.Ordinal) || line.StartsWith("revert ", StringComparison.Ordinal)) lines++;
         return lines;
     }
 
@@ -221,7 +344,7 @@ internal static class CrashResumeChaos
         foreach (var line in lines)
         {
             var parts = line.Split(' ', 2);
-            if (parts.Length != 2) continue;
+            if (parts.Length != 2 || parts[0] is not ("exec" or "revert")) continue;
             var (exec, revert) = counts.GetValueOrDefault(parts[1]);
             counts[parts[1]] = parts[0] == "exec" ? (exec + 1, revert) : (exec, revert + 1);
         }
@@ -243,7 +366,7 @@ internal static class CrashResumeChaos
         _ => new PostgreSqlPersistenceBackend(new PostgreSqlPersistenceOptions { ConnectionString = connection, Schema = PostgresSchema }),
     };
 
-    private static Process StartChild(Case c, string backend, string connection, string effectsPath)
+    private static Process StartChild(Case c, Settings settings, string connection, string effectsPath, KillPoint? kill, long callBase)
     {
         var self = Environment.ProcessPath ?? throw new InvalidOperationException("Cannot find this program's path to start a child.");
         var info = new ProcessStartInfo(self) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -251,25 +374,68 @@ internal static class CrashResumeChaos
         if (Path.GetFileNameWithoutExtension(self) == "dotnet") info.ArgumentList.Add(typeof(CrashResumeChaos).Assembly.Location);
         foreach (var a in new[]
         {
-            ChildCommand, "--backend", backend, "--shape", c.Shape, "--engine", c.Parallel ? "parallel" : "serial",
+            ChildCommand, "--backend", settings.Backend, "--shape", c.Shape, "--engine", c.Parallel ? "parallel" : "serial",
             "--flow-seed", c.FlowSeed.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--flow-detail", c.FlowDetailId.ToString(), "--logbook", c.LogBookId.ToString(), "--effects", effectsPath,
+            "--call-base", callBase.ToString(System.Globalization.CultureInfo.InvariantCulture),
         }) info.ArgumentList.Add(a);
+        if (kill is not null) { info.ArgumentList.Add("--kill-call"); info.ArgumentList.Add(kill.ToString()); }
+        if (settings.Broken is not null) { info.ArgumentList.Add("--broken"); info.ArgumentList.Add(settings.Broken); }
         // The connection (a PostgreSQL string may hold a password) goes through the environment, not the command line.
         info.Environment["TASKFLOW_CHAOS_CONNECTION"] = connection;
         return Process.Start(info) ?? throw new InvalidOperationException("Could not start the child process.");
     }
 
-    private static async Task<bool> WaitForLineAsync(Process child, string expected, TimeSpan timeout)
+    /// <summary>A child's standard output, read as it comes (so the child never blocks on a full pipe).</summary>
+    private sealed class ChildOutput
     {
-        using var cts = new CancellationTokenSource(timeout);
-        try
+        private readonly System.Text.StringBuilder _text = new();
+        private readonly Task _reader;
+        private TaskCompletionSource _lineArrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public ChildOutput(Process child)
         {
-            while (await child.StandardOutput.ReadLineAsync(cts.Token) is { } line)
-                if (line == expected) return true;
+            _reader = Task.Run(async () =>
+            {
+                while (await child.StandardOutput.ReadLineAsync() is { } line)
+                {
+                    TaskCompletionSource arrived;
+                    lock (_text)
+                    {
+                        _text.AppendLine(line);
+                        arrived = _lineArrived;
+                        _lineArrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
+                    }
+                    arrived.TrySetResult();
+                }
+                lock (_text) _lineArrived.TrySetResult();
+            });
         }
-        catch (OperationCanceledException) { }
-        return false;
+
+        public string Text { get { lock (_text) return _text.ToString(); } }
+
+        public async Task<bool> WaitForLineAsync(string expected, TimeSpan timeout)
+        {
+            var deadline = Stopwatch.StartNew();
+            while (true)
+            {
+                Task next;
+                lock (_text)
+                {
+                    if (_text.ToString().Split('\n').Any(l => l.TrimEnd('\r') == expected)) return true;
+                    if (_reader.IsCompleted) return false;
+                    next = _lineArrived.Task;
+                }
+                var left = timeout - deadline.Elapsed;
+                if (left <= TimeSpan.Zero || await Task.WhenAny(next, Task.Delay(left)) != next) return false;
+            }
+        }
+
+        public async Task<string> CompleteAsync()
+        {
+            await _reader;
+            return Text;
+        }
     }
 
     /// <summary>The child: runs (or resumes) the case's flow to its end, saying "ready" just before it starts running.</summary>
@@ -279,11 +445,22 @@ internal static class CrashResumeChaos
         string backend = o.Require("backend"), shape = o.Require("shape");
         var connection = Environment.GetEnvironmentVariable("TASKFLOW_CHAOS_CONNECTION") ?? throw new InvalidOperationException("TASKFLOW_CHAOS_CONNECTION is not set.");
         using var effects = new FileSideEffects(o.Require("effects"));
-        await using var store = OpenBackend(backend, connection);
+        var real = OpenBackend(backend, connection);
+        IPersistenceBackend underTest = o.Get("broken") switch
+        {
+            null => real,
+            "ack-before-write" => new AckBeforeWriteBackend(real, TimeSpan.FromMilliseconds(20)),
+            "drop-running" => new DropRunningSavesBackend(real),
+            "forget-last-finished" => new ForgetFinishedBackend(real),
+            var other => throw new ArgumentException($"Unknown broken variant '{other}'."),
+        };
+        var kill = o.Get("kill-call") is { } k ? KillPoint.Parse(k) : null;
+        await using var store = new FaultInjectingBackend(underTest, effects, kill, long.Parse(o.Require("call-base"), System.Globalization.CultureInfo.InvariantCulture));
         var flow = ChaosFlows.Build(shape, effects, int.Parse(o.Require("flow-seed"), System.Globalization.CultureInfo.InvariantCulture), delays: true);
         var options = new EngineOptions { Persistence = store, FlowDetailId = Guid.Parse(o.Require("flow-detail")), LogBookId = Guid.Parse(o.Require("logbook")) };
         var engine = Create(flow, o.Require("engine") == "parallel", options);
         await engine.PrepareAsync();
+        store.Phase = "run";
         Console.WriteLine("ready");
         await Console.Out.FlushAsync();
         try

@@ -164,6 +164,87 @@ public sealed class BooksCommandTests(SampleDatabases databases) : IClassFixture
         Assert.False(File.Exists(missing));
     }
 
+    [Fact]
+    public async Task List_OnAnotherApplicationsSqliteFile_RefusesIt_AndLeavesItByteForByte()
+    {
+        using var dir = new TemporaryDirectory();
+        var foreign = dir.ForeignSqliteFile("customers.db");
+        var before = await File.ReadAllBytesAsync(foreign);
+
+        foreach (var args in new[] { new[] { "books", "list", "--db", foreign }, ["books", "show", "--db", foreign], ["books", "delete", "0123abcd", "--db", foreign] })
+        {
+            var result = await CliRunner.RunAsync(args);
+
+            Assert.True(result.ExitCode == ExitCodes.StoreError, result.ToString());
+            Assert.Contains("is not a TaskFlow store", result.Error, StringComparison.Ordinal);
+            Assert.Contains("customers", result.Error, StringComparison.Ordinal);
+        }
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+
+        Assert.Equal(before, await File.ReadAllBytesAsync(foreign));
+        Assert.Equal([foreign], Directory.GetFiles(dir.Path));
+    }
+
+    [Fact]
+    public async Task List_OnATypoedPath_CreatesNothing()
+    {
+        using var dir = new TemporaryDirectory();
+        foreach (var typo in new[] { dir.File("runs.dbb"), dir.File("nested/runs.db"), dir.File("store-dir") + "/" })
+        {
+            var result = await CliRunner.RunAsync("books", "list", "--db", typo);
+
+            Assert.Equal(ExitCodes.NotFound, result.ExitCode);
+        }
+        Assert.Empty(Directory.GetFileSystemEntries(dir.Path));
+    }
+
+    [Fact]
+    public async Task List_ReadsADirectoryStore_WithoutAddingAFile()
+    {
+        using var dir = new TemporaryDirectory();
+        var storePath = dir.File("store");
+        await using (var backend = new DirectoryPersistenceBackend(storePath))
+        {
+            var book = LogBook.Create("book");
+            await backend.SaveLogBookAsync(book);
+            await backend.SaveFlowDetailAsync(FlowDetail.Create(book.Id, "billing"));
+        }
+        File.Delete(Path.Combine(storePath, ".lock"));
+        var before = Directory.GetFileSystemEntries(storePath, "*", SearchOption.AllDirectories).Order().ToArray();
+
+        var result = await CliRunner.RunAsync("books", "list", "--db", storePath);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("billing", result.Output, StringComparison.Ordinal);
+        Assert.Equal(before, Directory.GetFileSystemEntries(storePath, "*", SearchOption.AllDirectories).Order().ToArray());
+    }
+
+    [Fact]
+    public async Task List_TakesTheStoreFromAFileOrTheEnvironment_AndWarnsOfAPasswordOnTheCommandLine()
+    {
+        using var dir = new TemporaryDirectory();
+        var copy = databases.CopyOf(databases.ResumeAfterCrash, dir);
+        var file = dir.File("db.txt");
+        await File.WriteAllTextAsync(file, "# the store\n" + copy + "\n");
+
+        var fromFile = await CliRunner.RunAsync("books", "list", "--db-file", file);
+        Assert.True(fromFile.ExitCode == 0, fromFile.ToString());
+        Assert.Contains("logbook", fromFile.Output, StringComparison.OrdinalIgnoreCase);
+
+        var none = await CliRunner.RunAsync("books", "list");
+        if (Environment.GetEnvironmentVariable(CommonOptionsVariable) is null)
+        {
+            Assert.Equal(ExitCodes.Usage, none.ExitCode);
+            Assert.Contains("No store given", none.Error, StringComparison.Ordinal);
+        }
+
+        var withPassword = await CliRunner.RunAsync("books", "list", "--db", $"Data Source={copy};Password=s3cr3t-pw");
+        Assert.Contains("warning: --db holds a password on the command line", withPassword.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("s3cr3t-pw", withPassword.All, StringComparison.Ordinal);
+    }
+
+    private const string CommonOptionsVariable = "TASKFLOW_DB";
+
     [Theory]
     [InlineData("xyz")]
     [InlineData("12")]

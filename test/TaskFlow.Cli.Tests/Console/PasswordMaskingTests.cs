@@ -32,7 +32,9 @@ public sealed class PasswordMaskingTests
         var result = await CliRunner.RunAsync("books", "list", "--verbose", "--db", builder.ConnectionString);
 
         Assert.Equal(ExitCodes.StoreError, result.ExitCode);
-        Assert.StartsWith("error: ", result.Error, StringComparison.Ordinal);
+        // First the warning that the password is on the command line, then the error.
+        Assert.StartsWith("warning: --db holds a password on the command line", result.Error, StringComparison.Ordinal);
+        Assert.StartsWith("error: ", result.Error.Split('\n')[1], StringComparison.Ordinal);
         Assert.DoesNotContain(builder.Password, result.All, StringComparison.Ordinal);
     }
 

@@ -104,6 +104,39 @@ public sealed class RunCommandTests
     }
 
     [Fact]
+    public async Task Run_ResumeTakesTheStartOfAnId_AsBooksDoes()
+    {
+        using var dir = new TemporaryDirectory();
+        var database = dir.File("runs.db");
+        Assert.Equal(0, (await Run("--factory", "Calculator.Create", "--store", "x=1", "--store", "y=2", "--db", database)).ExitCode);
+        await using var backend = new SqlitePersistenceBackend($"Data Source={database}");
+        var saved = Assert.Single(await backend.ListFlowDetailsAsync(Assert.Single(await backend.ListLogBooksAsync()).Id));
+
+        var resumed = await Run("--factory", "Calculator.Create", "--db", database, "--resume", saved.Id.ToString()[..13]);
+
+        Assert.True(resumed.ExitCode == 0, resumed.ToString());
+        Assert.Contains($"saved as flow detail {saved.Id}", resumed.Output, StringComparison.Ordinal);
+        var malformed = await Run("--factory", "Calculator.Create", "--db", database, "--resume", "not-an-id");
+        Assert.Equal(ExitCodes.Usage, malformed.ExitCode);
+        Assert.DoesNotContain("System.Nullable", malformed.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Run_OnAnotherApplicationsSqliteFile_IsRefusedBeforeAnythingIsWritten()
+    {
+        using var dir = new TemporaryDirectory();
+        var foreign = dir.ForeignSqliteFile("customers.db");
+        var before = await File.ReadAllBytesAsync(foreign);
+
+        var result = await Run("--factory", "Calculator.Create", "--store", "x=1", "--store", "y=2", "--db", foreign);
+
+        Assert.Equal(ExitCodes.StoreError, result.ExitCode);
+        Assert.Contains("is not a TaskFlow store", result.Error, StringComparison.Ordinal);
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        Assert.Equal(before, await File.ReadAllBytesAsync(foreign));
+    }
+
+    [Fact]
     public async Task Run_FailingFlow_RevertsAndExitsWithFlowFailed()
     {
         var result = await Run("--factory", "Failing.Create", "--store", "passenger=ada");

@@ -22,6 +22,32 @@ public sealed class WorkerCommandTests
     }
 
     [Fact]
+    public async Task Worker_NoTaskNamedAndNoneMarkedRemote_RefusesToServeAnything()
+    {
+        var result = await CliRunner.RunAsync("worker", "--assembly", Repo.SampleDll("CreateVolume"), "--amqp", Unreachable);
+
+        Assert.Equal(ExitCodes.Usage, result.ExitCode);
+        Assert.Contains("none was named with --task, and no task type of assembly CreateVolume is marked [RemoteTask]", result.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("Cannot connect", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Worker_PasswordOnTheCommandLine_IsWarnedAbout_AndAFileKeepsItOff()
+    {
+        var onArgv = await CliRunner.RunAsync("worker", "--assembly", Repo.FlowsDll, "--amqp", Unreachable);
+        Assert.Contains("warning: --amqp holds a password on the command line", onArgv.Error, StringComparison.Ordinal);
+
+        using var dir = new TemporaryDirectory();
+        var file = dir.File("amqp.txt");
+        await File.WriteAllTextAsync(file, Unreachable + "\n");
+        var fromFile = await CliRunner.RunAsync("worker", "--assembly", Repo.FlowsDll, "--amqp-file", file);
+        Assert.Equal(ExitCodes.StoreError, fromFile.ExitCode);
+        Assert.Contains("Cannot connect to the broker", fromFile.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("warning", fromFile.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain("s3cr3t-pw", fromFile.All, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Worker_UnreachableBroker_FailsWithoutShowingThePassword()
     {
         var result = await CliRunner.RunAsync("worker", "--assembly", Repo.FlowsDll, "--amqp", Unreachable, "--verbose");
@@ -45,7 +71,8 @@ public sealed class WorkerCommandTests
         using var output = new StringWriter();
         var synced = TextWriter.Synchronized(output);
         using var stop = new CancellationTokenSource();
-        var worker = TaskFlowCommand.InvokeAsync(["worker", "--assembly", Repo.FlowsDll, "--amqp", amqp, "--topic", topic, "--task", "Doubler"], synced, synced, interactive: false, stop.Token);
+        // No --task: the worker serves the types marked [RemoteTask] (Doubler), not the other servable one (Tripler).
+        var worker = TaskFlowCommand.InvokeAsync(["worker", "--assembly", Repo.FlowsDll, "--amqp", amqp, "--topic", topic], synced, synced, interactive: false, stop.Token);
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (!Snapshot(synced, output).Contains("serves 1 task type", StringComparison.Ordinal))
         {
@@ -53,6 +80,8 @@ public sealed class WorkerCommandTests
             Assert.True(DateTime.UtcNow < deadline, "the worker did not start:\n" + Snapshot(synced, output));
             await Task.Delay(50);
         }
+        Assert.Contains("(marked [RemoteTask]): TaskFlow.Cli.Tests.Flows.Doubler", Snapshot(synced, output), StringComparison.Ordinal);
+        Assert.DoesNotContain("Tripler", Snapshot(synced, output), StringComparison.Ordinal);
 
         await using (var transport = await RabbitMqWorkerTransport.ConnectAsync(new RabbitMqTransportOptions { Uri = amqp }))
         {

@@ -30,6 +30,30 @@ public sealed class DirectoryPersistenceBackendTests : DurablePersistenceBackend
         return WriteSchemaVersionAsync(1);
     }
 
+    protected override IPersistenceBackend ReopenReadOnly(TimeProvider clock) =>
+        new DirectoryPersistenceBackend(new DirectoryPersistenceOptions { Path = _dir, TimeProvider = clock, ReadOnly = true });
+
+    [Fact]
+    public async Task ReadOnly_CreatesNoFile_NotEvenTheLock_AndRefusesADirectoryThatIsNotAStore()
+    {
+        var (flow, _) = await SavedFlowFileAsync();
+        File.Delete(Path.Combine(_dir, ".lock"));
+        var before = Directory.GetFileSystemEntries(_dir, "*", SearchOption.AllDirectories).Order().ToArray();
+        await using (var reader = ReopenReadOnly(Clock))
+            Assert.NotNull(await reader.GetFlowDetailAsync(flow.Id));
+        Assert.Equal(before, Directory.GetFileSystemEntries(_dir, "*", SearchOption.AllDirectories).Order().ToArray());
+
+        var typo = _dir + "-typo";
+        await using (var reader = new DirectoryPersistenceBackend(new DirectoryPersistenceOptions { Path = typo, ReadOnly = true }))
+            Assert.Contains("does not exist", (await Assert.ThrowsAsync<PersistenceException>(() => reader.ListLogBooksAsync())).Message);
+        Assert.False(Directory.Exists(typo));
+
+        var other = Path.Combine(_dir, "logbooks");
+        await using (var reader = new DirectoryPersistenceBackend(new DirectoryPersistenceOptions { Path = other, ReadOnly = true }))
+            Assert.Contains("is not a TaskFlow store", (await Assert.ThrowsAsync<PersistenceException>(() => reader.ListLogBooksAsync())).Message);
+        Assert.Equal(before, Directory.GetFileSystemEntries(_dir, "*", SearchOption.AllDirectories).Order().ToArray());
+    }
+
     protected override Task DestroyStoreAsync()
     {
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);

@@ -102,6 +102,10 @@ public sealed class PersistenceJsonTests
     [InlineData("""{"kind":"task","id":"11111111-1111-1111-1111-111111111111","name":"charge","state":"SUCCESS","intention":"EXECUTE","version":"1.0","meta":{"a":1,"a":2}}""", "atom 'charge'", "'a' twice")]
     [InlineData("""{"kind":"task","id":"11111111-1111-1111-1111-111111111111","name":"charge","state":"SUCCESS","intention":"EXECUTE","version":"1.0","meta":{}} trailing""", "atom document", "not valid JSON")]
     [InlineData("""[1,2]""", "atom document", "expected a JSON object")]
+    // A renamed key would otherwise drop the result silently (the atom would load as SUCCESS without it).
+    [InlineData("""{"kind":"task","id":"11111111-1111-1111-1111-111111111111","name":"charge","state":"SUCCESS","intention":"EXECUTE","version":"1.0","meta":{},"pesult":1}""", "atom 'charge'", "unknown property 'pesult'")]
+    [InlineData("""{"kind":"task","id":"11111111-1111-1111-1111-111111111111","name":"charge","state":"FAILURE","intention":"EXECUTE","version":"1.0","meta":{},"failure":{"types":["E"],"message":"m","cuase":null}}""", "atom 'charge'", "'failure' has an unknown property 'cuase'")]
+    [InlineData("""{"kind":"retry","id":"11111111-1111-1111-1111-111111111111","name":"r","state":"SUCCESS","intention":"EXECUTE","version":"1.0","meta":{},"history":[{"valeu":1,"failures":{}}]}""", "atom 'r'", "'history[0]' has an unknown property 'valeu'")]
     public void DeserializeAtomDetail_Malformed_ThrowsPersistenceExceptionNamingTheAtom(string json, string names, string detail)
     {
         var ex = Assert.Throws<PersistenceException>(() => PersistenceJson.DeserializeAtomDetail(json));
