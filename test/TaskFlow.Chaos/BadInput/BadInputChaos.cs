@@ -656,6 +656,11 @@ internal static class BadInputChaos
             case JsonObject o:
                 foreach (var key in o.Select(kv => kv.Key).ToList())
                 {
+                    // An id is a GUID, whatever the case of its hex digits: a mutation that only changed that case
+                    // says the same thing. (Only ids: a string in a result must come back exactly as sent.)
+                    if ((key == "id" || key.EndsWith("_id", StringComparison.Ordinal)) && o[key] is JsonValue idValue
+                        && idValue.TryGetValue(out string? text) && Guid.TryParseExact(text, "D", out var id))
+                        o[key] = id.ToString("D");
                     var value = Normalize(o[key]);
                     if (value is JsonObject { Count: 0 } or JsonArray { Count: 0 }) o.Remove(key);
                 }
